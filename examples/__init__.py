@@ -1,0 +1,1 @@
+"""Example apps modelled on a real leak: see fleet.py."""

@@ -1,0 +1,7 @@
+"""Allow ``python -m leakware``."""
+
+import sys
+
+from leakware.cli import main
+
+sys.exit(main())

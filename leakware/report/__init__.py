@@ -1,0 +1,1 @@
+"""``leakware report``: read event logs back and rank the routes that leak."""

@@ -1,0 +1,227 @@
+"""Turn events into findings: one per (method, route, exception), ranked most-leaking first.
+
+Samples from every file and process are merged per key. Verdicts come from the processes that
+observed the samples, because only they could check whether retained objects stayed alive: a
+``leakware.leak`` event wins, then the verdict event backed by the most samples. Keys that no
+process judged are judged here from the samples alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
+
+from leakware.report.reader import Events
+from leakware.stats import KeyStats, Sample, attribute, judge, rank_types
+
+__all__ = ["Finding", "build_findings"]
+
+#: Types listed per finding.
+MAX_TYPES = 10
+
+Key = tuple[str, str, "str | None"]
+
+_RANK = {"leak": 0, "insufficient": 1, "warming": 2, "clean": 3}
+
+
+@dataclasses.dataclass(slots=True)
+class Finding:
+    """What the report says about one key."""
+
+    method: str
+    route: str
+    exception: str | None
+    status: int | None
+    samples: int
+    leaking_samples: int
+    objects_per_request: float
+    bytes_per_request: float
+    threads_per_request: float
+    net_blocks_per_request: float
+    types: list[dict[str, Any]]
+    referrers: dict[str, list[str]]
+    handled_exceptions: list[str]
+    verdict: str
+    confidence: float
+    reason: str
+    retention_path: list[str]
+    signature: str | None
+    first_seen: str | None
+    last_seen: str | None
+    pids: list[int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(slots=True)
+class _KeyEvidence:
+    stats: KeyStats
+    samples: list[Sample] = dataclasses.field(default_factory=list)
+    referrers: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    handled: set[str] = dataclasses.field(default_factory=set)
+    pids: set[int] = dataclasses.field(default_factory=set)
+    first_seen: str | None = None
+    last_seen: str | None = None
+
+
+def build_findings(events: Events) -> list[Finding]:
+    """Group sample events by key, attach verdicts, and rank the findings."""
+    evidence = _collect(events)
+    owned = attribute(item.stats for item in evidence.values())
+    verdicts = _process_verdicts(events)
+    findings = [
+        _finding(key, item, owned.get(key, set()), verdicts.get(key))
+        for key, item in evidence.items()
+    ]
+    findings.sort(key=lambda f: (_RANK.get(f.verdict, 9), -f.objects_per_request, f.route))
+    return findings
+
+
+def _collect(events: Events) -> dict[Key, _KeyEvidence]:
+    evidence: dict[Key, _KeyEvidence] = {}
+    ordered = sorted(events.samples, key=lambda record: str(record.get("timestamp", "")))
+    for record in ordered:
+        sample = _sample(record)
+        if sample is None:
+            continue
+        item = evidence.get(sample.key)
+        if item is None:
+            item = evidence[sample.key] = _KeyEvidence(KeyStats(*sample.key))
+        item.stats.add(sample)
+        item.samples.append(sample)
+        referrers = record.get("referrers")
+        if isinstance(referrers, dict):
+            for name, kinds in referrers.items():
+                if isinstance(kinds, list) and name not in item.referrers:
+                    item.referrers[str(name)] = [str(kind) for kind in kinds]
+        handled = record.get("handled_exceptions")
+        if isinstance(handled, list):
+            item.handled.update(str(name) for name in handled)
+        if isinstance(record.get("pid"), int):
+            item.pids.add(record["pid"])
+        stamp = record.get("timestamp")
+        if isinstance(stamp, str):
+            item.first_seen = item.first_seen or stamp
+            item.last_seen = stamp
+    return evidence
+
+
+def _sample(record: dict[str, Any]) -> Sample | None:
+    try:
+        types = tuple(
+            (str(entry["type"]), int(entry["objects"]), int(entry.get("bytes", 0)))
+            for entry in record["types"]
+        )
+        return Sample(
+            method=str(record["method"]),
+            route=str(record["route"]),
+            exception=None if record.get("exception") is None else str(record["exception"]),
+            status=record["status"] if isinstance(record.get("status"), int) else None,
+            objects=int(record["retained_objects"]),
+            bytes=int(record.get("retained_bytes", 0)),
+            types=types,
+            net_blocks=int(record.get("net_blocks", 0)),
+            threads=int(record.get("threads", 0)),
+            in_flight=int(record.get("in_flight", 0)),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _process_verdicts(events: Events) -> dict[Key, dict[str, Any]]:
+    chosen: dict[Key, dict[str, Any]] = {}
+    for record in events.verdicts:
+        key = _key(record)
+        if key is None:
+            continue
+        current = chosen.get(key)
+        if current is None or _weight(record) >= _weight(current):
+            chosen[key] = record
+    for record in events.leaks:
+        key = _key(record)
+        if key is None:
+            continue
+        current = chosen.get(key)
+        if current is None or current.get("event") != "leakware.leak" or (
+            _weight(record) >= _weight(current)
+        ):
+            chosen[key] = record
+    return chosen
+
+
+def _key(record: dict[str, Any]) -> Key | None:
+    method, route = record.get("method"), record.get("route")
+    if not isinstance(method, str) or not isinstance(route, str):
+        return None
+    exception = record.get("exception")
+    return (method, route, exception if isinstance(exception, str) else None)
+
+
+def _weight(record: dict[str, Any]) -> tuple[int, str]:
+    samples = record.get("samples")
+    return (samples if isinstance(samples, int) else 0, str(record.get("timestamp", "")))
+
+
+def _finding(
+    key: Key, item: _KeyEvidence, owned: set[str], process: dict[str, Any] | None
+) -> Finding:
+    stats = item.stats
+    judgement = judge(stats, owned, use_net_blocks=process is None)
+    verdict, confidence, reason = judgement.verdict, judgement.confidence, judgement.reason
+    path: list[str] = []
+    signature = None
+    if process is not None and isinstance(process.get("verdict"), str):
+        verdict = process["verdict"]
+        confidence = float(process.get("confidence", confidence))
+        reason = str(process.get("reason", reason))
+        if isinstance(process.get("retention_path"), list):
+            path = [str(step) for step in process["retention_path"]]
+        signature = process.get("signature")
+
+    names = _ranked_types(stats, owned)
+    types = [
+        {
+            "type": name,
+            "objects_per_request": round(stats.per_request(name)[0], 2),
+            "bytes_per_request": round(stats.per_request(name)[1], 1),
+            "owned": name in owned,
+        }
+        for name in names[:MAX_TYPES]
+    ]
+    owned_names = [name for name in names if name in owned]
+    leaking = sum(
+        1 for sample in item.samples
+        if any(name in owned for name, objects, _ in sample.types if objects > 0)
+    )
+    samples = max(stats.samples, 1)
+    return Finding(
+        method=key[0],
+        route=key[1],
+        exception=key[2],
+        status=stats.status,
+        samples=stats.samples,
+        leaking_samples=leaking,
+        objects_per_request=round(sum(stats.per_request(n)[0] for n in owned_names), 2),
+        bytes_per_request=round(sum(stats.per_request(n)[1] for n in owned_names), 1),
+        threads_per_request=round(stats.threads / samples, 3),
+        net_blocks_per_request=round(stats.net_blocks / samples, 1),
+        types=types,
+        referrers={name: item.referrers[name] for name in owned_names if name in item.referrers},
+        handled_exceptions=sorted(item.handled),
+        verdict=verdict,
+        confidence=round(confidence, 2),
+        reason=reason,
+        retention_path=path,
+        signature=signature if isinstance(signature, str) else None,
+        first_seen=item.first_seen,
+        last_seen=item.last_seen,
+        pids=sorted(item.pids),
+    )
+
+
+def _ranked_types(stats: KeyStats, owned: Iterable[str]) -> list[str]:
+    owned = set(owned)
+    ranked = rank_types(stats.types, stats)
+    return [name for name in ranked if name in owned] + [n for n in ranked if n not in owned]
