@@ -1,10 +1,15 @@
 """In-process verdicts: per-key statistics, liveness checks, retention paths and leak events.
 
 `Analysis.observe` runs on the request thread after each sample and only updates bounded
-statistics. Everything that walks the heap (a full collection to check whether retained objects
-are still alive, counting a type's population, searching a retention path) runs on one daemon
-thread per process, while no measurement window is open, and at most as often as
-``confirm_interval`` and a 2 % duty cycle allow.
+statistics. Everything that walks the heap (a full collection, the check of which witnesses are
+still alive, the search for a retention path) runs in a pass on one daemon thread per process,
+while holding the window lock, and at most as often as ``confirm_interval`` and a 2 % duty cycle
+allow.
+
+A sample's witnesses are first checked after a later sample of the same key, so that a batch
+which the key's next request replaces is seen freed. A witness found alive is then kept, a few per
+type, and checked again on every pass: a bounded structure evicts it eventually, a leak never
+does.
 """
 
 from __future__ import annotations
@@ -12,18 +17,30 @@ from __future__ import annotations
 import dataclasses
 import gc
 import os
+import sys
+import sysconfig
 import threading
 import time
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import TYPE_CHECKING
 
 from leakware.events import LEAK, VERDICT
 from leakware.naming import type_name
-from leakware.paths import retention_path
+from leakware.paths import NO_ROOT, TIME_BUDGET, retention_path
 from leakware.retained import Witness
 from leakware.signature import leak_signature
-from leakware.stats import Judgement, KeyStats, Sample, attribute, judge
+from leakware.stats import (
+    MIN_SAMPLES,
+    SOLO,
+    Judgement,
+    KeyStats,
+    Sample,
+    attribute,
+    judge,
+    rank_types,
+    type_group,
+)
 
 if TYPE_CHECKING:
     from leakware.events import Emitter
@@ -34,28 +51,61 @@ __all__ = ["OVERFLOW_ROUTE", "Analysis"]
 
 #: Route of the shared bucket for keys beyond ``max_routes``.
 OVERFLOW_ROUTE = "<other>"
-#: Witnesses kept per key for liveness checks. A key's new witnesses are dropped while it has
-#: this many, so a busy route cannot push out a rare one's.
-MAX_PENDING = 64
+#: Witnesses taken from one sample, the app's own classes first.
+WITNESSES_PER_SAMPLE = 8
+#: Witnesses per key waiting for their first check. A sample whose witnesses do not fit is not
+#: checked at all, so a busy route cannot push out a rare one's, and the samples that are
+#: checked stay a fair draw.
+MAX_PENDING = 96
+#: Samples per key waiting for their check, witnesses or not.
+MAX_WAITING_SAMPLES = 64
+#: Witnesses kept for re-checks after they were found alive, per type and per key.
+KEPT_PER_TYPE = 3
+MAX_KEPT = 24
+#: Types per key whose retention paths are remembered.
+MAX_PATHS = 4
 #: A liveness pass may take at most this fraction of wall time.
 DUTY_CYCLE = 0.02
 #: How long the worker waits for an open window to close before skipping a pass.
 LOCK_TIMEOUT = 5.0
+#: Seconds a retention path search may take at exit, when the process is waiting to stop.
+FINAL_PATH_BUDGET = 1.0
+#: Modules whose app-or-library answer is remembered.
+MAX_KNOWN_MODULES = 4096
+#: Objects a retention path search starts from at most.
+MAX_PATH_TARGETS = 64
+#: Types per verdict event listed with their per-request numbers.
+MAX_TYPE_STATS = 10
 
 Key = tuple[str, str, str | None]
 
 
 @dataclasses.dataclass(slots=True)
 class _Pending:
-    """One witness of a key, checked again on later passes."""
+    """One witness of a key, waiting for its first check or kept for re-checks."""
 
     key: Key
     witness: Witness
-    #: The key's sample count when the object was retained. The object is checked only after
+    #: The key's sample number when the object was retained. The object is checked only after
     #: a later sample of the same key, so that a batch which the next request replaces is freed.
     taken_at: int
-    #: Whether an earlier pass found it alive (and counted it as confirmed).
+    #: Whether a check found it alive; kept witnesses are checked again on every pass.
     alive: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Waiting:
+    """A sample accepted for checking, before its turn comes."""
+
+    number: int
+    #: The types it retained.
+    present: frozenset[str]
+    #: Other requests in flight during its window.
+    in_flight: int
+    #: False for a shared window taken after the key had enough solo samples: its witnesses
+    #: are not checked, but the types it did not retain still count as observed, since the
+    #: requests beside a window can add objects to it but not take the key's away.
+    witnessed: bool = True
 
 
 class Analysis:
@@ -65,16 +115,24 @@ class Analysis:
         self._settings = settings
         self._emitter = emitter
         self._faults = faults
+        self._in_app = AppModules()
+        self._untracked = UntrackedTypes()
         self._lock = threading.Lock()
         self._publish_lock = threading.Lock()
         self._keys: OrderedDict[Key, KeyStats] = OrderedDict()
+        #: Witnesses per key: those waiting for their first check and those kept alive.
         self._pending: dict[Key, list[_Pending]] = {}
-        #: One witness per (key, type) found alive, the starting point of the retention path.
+        #: Per key, the samples accepted for checking and not checked yet, oldest first.
+        self._waiting: dict[Key, deque[_Waiting]] = {}
+        #: The newest witness per (key, type) found alive: where its retention path starts.
         self._survivors: dict[tuple[Key, str], Witness] = {}
+        self._paths: dict[tuple[Key, str], list[str]] = {}
         self._verdicts: dict[Key, tuple[str, tuple[str, ...]]] = {}
         self._reported: set[str] = set()
-        self._last_pass = 0.0
+        # The first pass waits a full interval, like every later one.
+        self._last_pass = time.monotonic()
         self._pass_cost = 0.0
+        self._next_path_search = 0.0
         self._wake = threading.Event()
         self._worker: threading.Thread | None = None
         self._pid = os.getpid()
@@ -89,20 +147,23 @@ class Analysis:
         self._pid = os.getpid()
         self._keys.clear()
         self._pending.clear()
+        self._waiting.clear()
         self._survivors.clear()
+        self._paths.clear()
         self._verdicts.clear()
         self._reported.clear()
 
     # -- request thread -------------------------------------------------------------------
 
     def observe(self, sample: Sample, witnesses: list[Witness]) -> None:
-        """Fold one sample in and queue its witnesses for a later liveness check."""
+        """Fold one sample in and queue it and its witnesses for a later liveness check."""
         with self._lock:
             stats = self._stats_for(sample)
-            stats.add(sample)
-            pending = self._pending.setdefault(stats.key, [])
-            for witness in witnesses[: max(MAX_PENDING - len(pending), 0)]:
-                pending.append(_Pending(stats.key, witness, stats.samples))
+            stats.add(sample, self._in_app)
+            # Objects from a shared window may be another request's; once the key has enough
+            # solo samples, only those are checked for liveness.
+            witnessed = sample.in_flight <= SOLO or stats.solo_samples < MIN_SAMPLES
+            self._accept(stats, sample, witnesses if witnessed else [], witnessed=witnessed)
             judgement = self._judge(stats)
         self._publish(stats, judgement)
         if self._due():
@@ -121,12 +182,53 @@ class Analysis:
                 self._keys[key] = stats
         return stats
 
-    def _judge(self, stats: KeyStats) -> Judgement:
-        owned = attribute(self._keys.values())
-        return judge(stats, owned.get(stats.key, set()))
+    def _accept(
+        self, stats: KeyStats, sample: Sample, witnesses: list[Witness], *, witnessed: bool
+    ) -> None:
+        waiting = self._waiting.setdefault(stats.key, deque())
+        pending = self._pending.setdefault(stats.key, [])
+        room = MAX_PENDING - sum(1 for item in pending if not item.alive)
+        if len(waiting) >= MAX_WAITING_SAMPLES or (witnesses and room <= 0):
+            return
+        chosen = self._choose(stats, witnesses)[: min(room, WITNESSES_PER_SAMPLE)]
+        present = frozenset(name for name, _, _ in sample.types)
+        waiting.append(_Waiting(stats.samples, present, sample.in_flight, witnessed))
+        pending.extend(_Pending(stats.key, witness, stats.samples) for witness in chosen)
+
+    def _choose(self, stats: KeyStats, witnesses: list[Witness]) -> list[Witness]:
+        """Order witnesses by how much their check says, so that the ones that fit are best.
+
+        The app's own classes come first, then the types this key retains on most of its
+        samples (what it leaks) before the ones it retains now and then (what requests beside
+        it left in its window), then the rest as `rank_types` orders them; one witness per type
+        before any type's second.
+        """
+        ranked = rank_types({witness.type for witness in witnesses}, stats, self._in_app)
+        position = {name: index for index, name in enumerate(ranked)}
+
+        def presence(name: str) -> int:
+            totals = stats.types.get(name)
+            share = totals.present / stats.samples if totals is not None else 0.0
+            return -round(share * 4)
+
+        seen: dict[str, int] = {}
+        order: list[tuple[int, int, int, int, Witness]] = []
+        for index, witness in enumerate(witnesses):
+            repeat = seen[witness.type] = seen.get(witness.type, -1) + 1
+            group = type_group(witness.type, self._in_app)
+            order.append((repeat, group, presence(witness.type), position[witness.type] * 64
+                          + index, witness))
+        order.sort(key=lambda entry: entry[:4])
+        return [entry[-1] for entry in order]
+
+    def _judge(self, stats: KeyStats, owned: dict[Key, set[str]] | None = None) -> Judgement:
+        if owned is None:
+            owned = attribute(self._keys.values())
+        return judge(stats, owned.get(stats.key, set()), in_app=self._in_app,
+                     untracked=self._untracked)
 
     def _due(self) -> bool:
-        if not self._pending and not self._suspects():
+        if not self._waiting and not self._pending and not self._suspects():
             return False
         interval = max(self._settings.confirm_interval, self._pass_cost / DUTY_CYCLE)
         return time.monotonic() - self._last_pass >= interval
@@ -152,6 +254,14 @@ class Analysis:
     def _verdict_fields(self, stats: KeyStats, judgement: Judgement) -> dict[str, object]:
         leaked = judgement.types[0] if judgement.types else None
         objects, size = stats.per_request(leaked) if leaked else (0.0, 0.0)
+        type_stats = []
+        for name in judgement.types[:MAX_TYPE_STATS]:
+            type_objects, type_bytes = stats.per_request(name)
+            type_stats.append({
+                "type": name,
+                "objects_per_request": round(type_objects, 2),
+                "bytes_per_request": round(type_bytes, 1),
+            })
         return {
             "method": stats.method,
             "route": stats.route,
@@ -162,10 +272,13 @@ class Analysis:
             "reason": judgement.reason,
             "type": leaked,
             "types": list(judgement.types),
+            "type_stats": type_stats,
+            "freed_types": list(judgement.freed),
             "objects_per_request": round(objects, 2),
             "bytes_per_request": round(size, 1),
             "threads_per_request": round(stats.threads / max(stats.samples, 1), 3),
             "samples": stats.samples,
+            "leaking_samples": stats.types[leaked].present if leaked in stats.types else 0,
         }
 
     # -- worker thread --------------------------------------------------------------------
@@ -182,9 +295,12 @@ class Analysis:
         self._worker.start()
 
     def run_pass(self, *, final: bool = False) -> None:
-        """Check pending witnesses after a full collection, then publish verdicts."""
+        """Check witnesses after a full collection, then publish verdicts and new leaks."""
         from leakware.measure import window_lock
 
+        # The whole pass holds the window lock: the collection and the referrer searches must
+        # not run while the heap is frozen, and what the pass keeps (verdict state, survivors)
+        # must not land in a request's window.
         lock = window_lock()
         if not lock.acquire(timeout=LOCK_TIMEOUT):
             return
@@ -192,64 +308,183 @@ class Analysis:
         try:
             gc.collect()
             self._check_witnesses()
+            with self._lock:
+                owned = attribute(self._keys.values())
+                judged = [(stats, self._judge(stats, owned)) for stats in self._keys.values()]
+            self._pass_cost = time.perf_counter() - started
+            leaks = []
+            for stats, judgement in judged:
+                self._publish(stats, judgement, force=final)
+                if judgement.verdict == "leak":
+                    leaks.append((stats, judgement))
+            self._report_leaks(leaks, final=final)
         finally:
             lock.release()
-            self._pass_cost = time.perf_counter() - started
             self._last_pass = time.monotonic()
-        with self._lock:
-            judged = [(stats, self._judge(stats)) for stats in self._keys.values()]
-        for stats, judgement in judged:
-            self._publish(stats, judgement, force=final)
-            if judgement.verdict == "leak":
-                self._report_leak(stats, judgement)
 
     def _check_witnesses(self) -> None:
         with self._lock:
-            pending = [item for items in self._pending.values() for item in items]
-            ready = [item for item in pending if self._ready(item)]
-        scanned = _alive_addresses([item.witness for item in ready if item.witness.needs_scan()])
+            ready = self._ready_samples()
+            numbers = {key: {sample.number for sample in samples} for key, samples in ready.items()}
+            due = [
+                item
+                for key, items in self._pending.items()
+                for item in items
+                if item.alive or item.taken_at in numbers.get(key, ())
+            ]
+        scanned = _alive_addresses([item.witness for item in due if item.witness.needs_scan()])
+        alive = {
+            id(item): (item.witness.address in scanned if item.witness.needs_scan()
+                       else item.witness.alive_by_reference())
+            for item in due
+        }
         with self._lock:
-            for item in ready:
-                witness = item.witness
-                if witness.needs_scan():
-                    alive = witness.address in scanned
-                else:
-                    alive = witness.alive_by_reference()
-                self._settle(item, alive)
-            # Freed witnesses are done. Living ones are checked again on later passes, in case a
-            # bounded structure evicts them eventually.
+            for key, samples in ready.items():
+                self._settle_samples(key, samples, alive)
             for key, items in list(self._pending.items()):
-                items[:] = [item for item in items if item.alive or not self._ready(item)]
+                self._settle_kept(key, items, alive)
                 if not items:
                     del self._pending[key]
 
-    def _ready(self, item: _Pending) -> bool:
-        stats = self._keys.get(item.key)
-        return stats is not None and stats.samples > item.taken_at
+    def _ready_samples(self) -> dict[Key, list[_Waiting]]:
+        """Take, per key, the waiting samples that a later sample of the key followed."""
+        ready: dict[Key, list[_Waiting]] = {}
+        for key, waiting in list(self._waiting.items()):
+            stats = self._keys.get(key)
+            if stats is None:
+                del self._waiting[key]
+                continue
+            while waiting and waiting[0].number < stats.samples:
+                ready.setdefault(key, []).append(waiting.popleft())
+            if not waiting:
+                del self._waiting[key]
+        return ready
 
-    def _settle(self, item: _Pending, alive: bool) -> None:
-        stats = self._keys.get(item.key)
-        totals = stats.types.get(item.witness.type) if stats is not None else None
-        if totals is None:
-            item.alive = False
-            return
-        if not alive:
-            totals.freed += 1
+    def _settle_samples(self, key: Key, samples: list[_Waiting], alive: dict[int, bool]) -> None:
+        """Record the first check of each ready sample's witnesses, oldest sample first."""
+        stats = self._keys[key]
+        items = self._pending.get(key, [])
+        kept_per_type: dict[str, int] = {}
+        for item in items:
             if item.alive:
-                totals.confirmed -= 1
-            item.alive = False
-            return
-        if not item.alive:
-            item.alive = True
-            totals.confirmed += 1
-        self._survivors.setdefault((item.key, item.witness.type), item.witness)
+                kept_per_type[item.witness.type] = kept_per_type.get(item.witness.type, 0) + 1
+        kept = sum(kept_per_type.values())
+        for waiting in samples:
+            sample = waiting.number
+            stats.checked += 1
+            witnessed = {item.witness.type for item in items if item.taken_at == sample}
+            for name, totals in stats.types.items():
+                if name in waiting.present and not waiting.witnessed:
+                    continue
+                if name in waiting.present:
+                    totals.checked_present += 1
+                    if name not in witnessed:
+                        continue  # retained, but whether for good is unknown
+                totals.observed += 1
+                totals.exposure += waiting.in_flight
+            found: dict[str, list[bool]] = {}
+            for item in items:
+                if item.taken_at == sample and not item.alive:
+                    found.setdefault(item.witness.type, []).append(alive[id(item)])
+            for name, checks in found.items():
+                checked = stats.types.get(name)
+                if checked is not None:
+                    checked.record_check(sample, alive=sum(checks), freed=checks.count(False))
+            kept = self._keep_survivors(
+                key, sample, items, alive, kept_per_type=kept_per_type, kept=kept
+            )
+        # Witnesses of checked samples that were not kept are done.
+        numbers = {waiting.number for waiting in samples}
+        items[:] = [item for item in items if item.alive or item.taken_at not in numbers]
 
-    def _report_leak(self, stats: KeyStats, judgement: Judgement) -> None:
+    def _keep_survivors(
+        self,
+        key: Key,
+        sample: int,
+        items: list[_Pending],
+        alive: dict[int, bool],
+        *,
+        kept_per_type: dict[str, int],
+        kept: int,
+    ) -> int:
+        """Keep the witnesses of one sample found alive for later re-checks, within the bounds
+        per type and in all; return the new number kept."""
+        stats = self._keys[key]
+        for item in items:
+            if item.taken_at != sample or item.alive or not alive[id(item)]:
+                continue
+            checked_type = stats.types.get(item.witness.type)
+            if checked_type is None:
+                continue
+            self._survivors[(key, item.witness.type)] = item.witness
+            if kept < MAX_KEPT and kept_per_type.get(item.witness.type, 0) < KEPT_PER_TYPE:
+                item.alive = True
+                checked_type.kept += 1
+                kept += 1
+                kept_per_type[item.witness.type] = kept_per_type.get(item.witness.type, 0) + 1
+        return kept
+
+    def _settle_kept(self, key: Key, items: list[_Pending], alive: dict[int, bool]) -> None:
+        """Drop kept witnesses that a re-check found freed and count them as evicted, then count
+        the kept witnesses that have outlived the youngest eviction of their type."""
+        stats = self._keys.get(key)
+        if stats is None:
+            items.clear()
+            return
+        remaining = []
+        for item in items:
+            if not item.alive or alive.get(id(item), True):
+                remaining.append(item)
+                continue
+            totals = stats.types.get(item.witness.type)
+            if totals is not None:
+                totals.evicted += 1
+                age = stats.samples - item.taken_at
+                totals.evicted_age = min(totals.evicted_age, age) if totals.evicted_age else age
+            if self._survivors.get((key, item.witness.type)) is item.witness:
+                del self._survivors[(key, item.witness.type)]
+        items[:] = remaining
+        at_risk: dict[str, int] = {}
+        for item in remaining:
+            totals = stats.types.get(item.witness.type)
+            if (
+                item.alive
+                and totals is not None
+                and totals.evicted_age
+                and stats.samples - item.taken_at >= totals.evicted_age
+            ):
+                at_risk[item.witness.type] = at_risk.get(item.witness.type, 0) + 1
+        for name, totals in stats.types.items():
+            totals.at_risk = at_risk.get(name, 0)
+
+    def _report_leaks(self, leaks: list[tuple[KeyStats, Judgement]], *, final: bool) -> None:
+        """Emit a leak event for each leak whose signature is new.
+
+        A leak event carries the retention path, so it waits for its path search. Searches are
+        paced on their own: after one that took t seconds, the next waits t / `DUTY_CYCLE`, so
+        that slow searches never delay the liveness checks. The last pass, at exit, searches
+        for every path still missing, each within `FINAL_PATH_BUDGET`.
+        """
+        for stats, judgement in leaks:
+            leaked = judgement.types[0]
+            path = self._paths.get((stats.key, leaked))
+            if path is None and self._want_paths():
+                if not final and time.monotonic() < self._next_path_search:
+                    continue
+                started = time.perf_counter()
+                with self._faults.guard("paths.search", "paths"):
+                    path = self._path_for(stats.key, leaked, FINAL_PATH_BUDGET if final else None)
+                cost = time.perf_counter() - started
+                self._next_path_search = time.monotonic() + cost / DUTY_CYCLE
+                if path is not None and len(self._paths) < MAX_PATHS * len(self._keys):
+                    self._paths[(stats.key, leaked)] = path
+            self._emit_leak(stats, judgement, path or [])
+
+    def _want_paths(self) -> bool:
+        return self._settings.retention_paths and "paths" not in self._faults.disabled
+
+    def _emit_leak(self, stats: KeyStats, judgement: Judgement, path: list[str]) -> None:
         leaked = judgement.types[0]
-        path: list[str] = []
-        if self._settings.retention_paths and "paths" not in self._faults.disabled:
-            with self._faults.guard("paths.search", "paths"):
-                path = self._path_for(stats.key, leaked)
         signature = leak_signature(stats.method, stats.route, stats.exception, leaked, path)
         if signature in self._reported:
             return
@@ -258,27 +493,43 @@ class Analysis:
         fields.update(retention_path=path, signature=signature)
         self._emitter.emit(LEAK, **fields)
 
-    def _path_for(self, key: Key, leaked: str) -> list[str]:
-        from leakware.measure import window_lock
+    def _path_for(self, key: Key, leaked: str, budget: float | None) -> list[str] | None:
+        """Search the path from the objects of the leaked type that this key's witnesses show
+        alive; when none of them reaches a root, from every object of the type in the heap.
 
-        witness = self._survivors.get((key, leaked))
-        lock = window_lock()
-        if not lock.acquire(timeout=LOCK_TIMEOUT):
-            return []
-        target: object | None = None
-        try:
-            if witness is not None and witness.ref is not None:
-                target = witness.ref()
-            elif witness is not None:
-                target = _scan_for([witness]).get(witness.address)
-            if target is None:
-                target = _find_instance(leaked)
-            if target is None:
-                return []
-            return retention_path(target)
-        finally:
-            target = None
-            lock.release()
+        Starting from several objects finds the one closest to its root, which matters when
+        every request extends a chain, as a traceback that grows with each raise does.
+        """
+        deadline = time.monotonic() + (budget if budget is not None else TIME_BUDGET)
+        path: list[str] = []
+        for in_heap in (False, True):
+            targets = _instances(leaked) if in_heap else self._alive_witnessed(key, leaked)
+            left = deadline - time.monotonic()
+            if not targets or left <= 0:
+                continue
+            path = retention_path(*targets, time_budget=left)
+            targets.clear()
+            if path[:1] != [NO_ROOT]:
+                break
+        return path
+
+    def _alive_witnessed(self, key: Key, leaked: str) -> list[object]:
+        """Return the objects of the leaked type that this key's witnesses show alive, newest
+        first."""
+        items = [item for item in self._pending.get(key, ()) if item.witness.type == leaked]
+        items.sort(key=lambda item: item.taken_at, reverse=True)
+        witnesses = [item.witness for item in items]
+        survivor = self._survivors.get((key, leaked))
+        if survivor is not None:
+            witnesses.append(survivor)
+        del items
+        scanned = _scan_for([witness for witness in witnesses if witness.needs_scan()])
+        found: list[object] = []
+        for witness in witnesses:
+            obj = witness.ref() if witness.ref is not None else scanned.get(witness.address)
+            if obj is not None and all(obj is not other for other in found):
+                found.append(obj)
+        return found
 
     def close(self) -> None:
         """Run a last pass and publish every key's verdict, so that short runs end with
@@ -289,6 +540,71 @@ class Analysis:
         self._wake.set()
         if self._keys:
             self.run_pass(final=True)
+
+
+class AppModules:
+    """Tells whether a module is the app's own code, by where its file lives: the standard
+    library, installed packages and leakware itself are not."""
+
+    def __init__(self) -> None:
+        paths = sysconfig.get_paths()
+        prefixes = {paths[name] for name in ("stdlib", "platstdlib", "purelib", "platlib")
+                    if paths.get(name)}
+        prefixes.add(os.path.dirname(os.path.abspath(__file__)))
+        self._library = tuple(sorted(prefixes))
+        self._known: dict[str, bool] = {}
+
+    def __call__(self, module: str) -> bool:
+        known = self._known.get(module)
+        if known is not None:
+            return known
+        file = getattr(sys.modules.get(module), "__file__", None)
+        in_app = isinstance(file, str) and not os.path.abspath(file).startswith(self._library)
+        if len(self._known) < MAX_KNOWN_MODULES:
+            self._known[module] = in_app
+        return in_app
+
+
+class UntrackedTypes:
+    """Tells whether a type, by name, has instances the garbage collector does not track, such
+    as ``select.epoll``: a window counts them only through the containers that hold them, and
+    no witness can follow them."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, bool] = {}
+
+    def __call__(self, name: str) -> bool:
+        known = self._known.get(name)
+        if known is not None:
+            return known
+        cls = _resolve(name)
+        untracked = isinstance(cls, type) and not cls.__flags__ & _HAVE_GC
+        if len(self._known) < MAX_KNOWN_MODULES:
+            self._known[name] = untracked
+        return untracked
+
+
+# Py_TPFLAGS_HAVE_GC: instances of the type can be tracked by the garbage collector.
+_HAVE_GC = 1 << 14
+
+
+def _resolve(name: str) -> object:
+    """Return the class that ``name`` (``module.QualName``) names, if its module has it."""
+    module_name, _, qualname = name.rpartition(".")
+    module = sys.modules.get(module_name)
+    while module is None and "." in module_name:
+        # A nested class: ``module.Outer.Inner``.
+        module_name, _, outer = module_name.rpartition(".")
+        qualname = f"{outer}.{qualname}"
+        module = sys.modules.get(module_name)
+    found: object = module
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    if found is None and module is not None:
+        # Some C types are exposed under another name (``_thread.LockType`` is ``lock``).
+        found = next((value for value in list(vars(module).values())
+                      if isinstance(value, type) and value.__qualname__ == qualname), None)
+    return found
 
 
 def _scan_for(witnesses: list[Witness]) -> dict[int, object]:
@@ -308,15 +624,12 @@ def _alive_addresses(witnesses: list[Witness]) -> set[int]:
     return set(_scan_for(witnesses))
 
 
-def _find_instance(name: str) -> object | None:
+def _instances(name: str) -> list[object]:
+    """Return up to `MAX_PATH_TARGETS` objects whose type is called ``name``."""
     objects = gc.get_objects()
     classes = {cls for cls in set(map(type, objects)) if type_name(cls) == name}
-    # The newest object of the type is the likeliest to be one the leak retained.
-    found: object | None = None
-    for obj in reversed(objects):
-        if type(obj) in classes:
-            found = obj
-            break
+    found = [obj for obj in objects if type(obj) in classes][-MAX_PATH_TARGETS:]
+    del objects
     return found
 
 

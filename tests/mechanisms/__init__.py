@@ -1,0 +1,1 @@
+"""Leak mechanisms and look-alikes served by real Flask and FastAPI apps, one route each."""
