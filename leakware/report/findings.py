@@ -9,7 +9,6 @@ process judged are judged here from the samples alone.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
 from typing import Any
 
 from leakware.report.reader import Events
@@ -131,24 +130,41 @@ def _sample(record: dict[str, Any]) -> Sample | None:
 
 
 def _process_verdicts(events: Events) -> dict[Key, dict[str, Any]]:
-    chosen: dict[Key, dict[str, Any]] = {}
-    for record in events.verdicts:
+    """Pick the verdict the processes give each key.
+
+    A process's verdict on a key can change as samples come in (a cache can look like a leak
+    until it stops growing), so each process's latest verdict counts: the event backed by the
+    most samples, the later one on a tie. Across processes a leak wins; otherwise the process
+    with the most samples decides. The retention path and signature come from the leak event.
+    """
+    latest: dict[tuple[Key, Any], dict[str, Any]] = {}
+    for record in [*events.verdicts, *events.leaks]:
         key = _key(record)
         if key is None:
             continue
-        current = chosen.get(key)
+        current = latest.get((key, record.get("pid")))
         if current is None or _weight(record) >= _weight(current):
-            chosen[key] = record
+            latest[(key, record.get("pid"))] = record
+    leak_details: dict[Key, dict[str, Any]] = {}
     for record in events.leaks:
         key = _key(record)
-        if key is None:
-            continue
+        if key is not None and _weight(record) >= _weight(leak_details.get(key, {})):
+            leak_details[key] = record
+    chosen: dict[Key, dict[str, Any]] = {}
+    for (key, _), record in latest.items():
         current = chosen.get(key)
-        if current is None or current.get("event") != "leakware.leak" or (
-            _weight(record) >= _weight(current)
-        ):
+        if current is None or _rank_process(record) > _rank_process(current):
             chosen[key] = record
+    for key, record in chosen.items():
+        details = leak_details.get(key)
+        if record.get("verdict") == "leak" and details is not None:
+            chosen[key] = {**record, "retention_path": details.get("retention_path"),
+                           "signature": details.get("signature")}
     return chosen
+
+
+def _rank_process(record: dict[str, Any]) -> tuple[bool, int, str]:
+    return (record.get("verdict") == "leak", *_weight(record))
 
 
 def _key(record: dict[str, Any]) -> Key | None:
@@ -170,6 +186,8 @@ def _finding(
     stats = item.stats
     judgement = judge(stats, owned, use_net_blocks=process is None)
     verdict, confidence, reason = judgement.verdict, judgement.confidence, judgement.reason
+    named = list(judgement.types)
+    numbers: dict[str, tuple[float, float]] = {}
     path: list[str] = []
     signature = None
     if process is not None and isinstance(process.get("verdict"), str):
@@ -179,22 +197,33 @@ def _finding(
         if isinstance(process.get("retention_path"), list):
             path = [str(step) for step in process["retention_path"]]
         signature = process.get("signature")
+        if isinstance(process.get("types"), list):
+            # The process judged the types with liveness checks the samples do not carry, and
+            # counted every retained type, not only the leading ones a sample event lists.
+            named = [str(name) for name in process["types"]]
+            numbers = _type_numbers(process)
 
-    names = _ranked_types(stats, owned)
+    def per_request(name: str) -> tuple[float, float]:
+        return numbers.get(name) or stats.per_request(name)
+
+    named_set = set(named)
+    others = [name for name in rank_types(stats.types, stats) if name not in named_set]
     types = [
         {
             "type": name,
-            "objects_per_request": round(stats.per_request(name)[0], 2),
-            "bytes_per_request": round(stats.per_request(name)[1], 1),
-            "owned": name in owned,
+            "objects_per_request": round(per_request(name)[0], 2),
+            "bytes_per_request": round(per_request(name)[1], 1),
+            "owned": name in named_set,
         }
-        for name in names[:MAX_TYPES]
+        for name in [*named, *others][:MAX_TYPES]
     ]
-    owned_names = [name for name in names if name in owned]
     leaking = sum(
         1 for sample in item.samples
-        if any(name in owned for name, objects, _ in sample.types if objects > 0)
+        if any(name in named_set for name, objects, _ in sample.types if objects > 0)
     )
+    if process is not None and isinstance(process.get("leaking_samples"), int):
+        # A sample event lists only its leading types; the process counted every type.
+        leaking = max(leaking, min(process["leaking_samples"], stats.samples))
     samples = max(stats.samples, 1)
     return Finding(
         method=key[0],
@@ -203,12 +232,12 @@ def _finding(
         status=stats.status,
         samples=stats.samples,
         leaking_samples=leaking,
-        objects_per_request=round(sum(stats.per_request(n)[0] for n in owned_names), 2),
-        bytes_per_request=round(sum(stats.per_request(n)[1] for n in owned_names), 1),
+        objects_per_request=round(sum(per_request(name)[0] for name in named), 2),
+        bytes_per_request=round(sum(per_request(name)[1] for name in named), 1),
         threads_per_request=round(stats.threads / samples, 3),
         net_blocks_per_request=round(stats.net_blocks / samples, 1),
         types=types,
-        referrers={name: item.referrers[name] for name in owned_names if name in item.referrers},
+        referrers={name: item.referrers[name] for name in named if name in item.referrers},
         handled_exceptions=sorted(item.handled),
         verdict=verdict,
         confidence=round(confidence, 2),
@@ -221,7 +250,17 @@ def _finding(
     )
 
 
-def _ranked_types(stats: KeyStats, owned: Iterable[str]) -> list[str]:
-    owned = set(owned)
-    ranked = rank_types(stats.types, stats)
-    return [name for name in ranked if name in owned] + [n for n in ranked if n not in owned]
+def _type_numbers(process: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """Return the per-request numbers a verdict event gives for the types it names."""
+    numbers: dict[str, tuple[float, float]] = {}
+    entries = process.get("type_stats")
+    if not isinstance(entries, list):
+        return numbers
+    for entry in entries:
+        try:
+            numbers[str(entry["type"])] = (
+                float(entry["objects_per_request"]), float(entry["bytes_per_request"])
+            )
+        except (KeyError, TypeError, ValueError):
+            continue
+    return numbers

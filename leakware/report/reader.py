@@ -28,6 +28,7 @@ class Events:
     leaks: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     heap: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     errors: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    stops: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     lines_read: int = 0
     lines_skipped: int = 0
 
@@ -38,10 +39,13 @@ _KINDS = {
     "leakware.leak": "leaks",
     "leakware.heap": "heap",
     "leakware.error": "errors",
+    "leakware.stop": "stops",
 }
 
 #: Keys a sample event needs before the report can use it.
 _SAMPLE_KEYS = ("method", "route", "retained_objects", "types")
+#: Keys and types a heap event needs before the report can use it.
+_HEAP_KEYS = (("pid", int), ("interval", int), ("types", list))
 
 
 def read_events(paths: Iterable[str]) -> Events:
@@ -90,6 +94,9 @@ def _parse(line: str) -> dict[str, Any] | None:
 
 
 def _usable(kind: str, record: dict[str, Any]) -> bool:
+    if kind == "heap":
+        # The report groups heap events by pid and interval number, and reads their types.
+        return all(isinstance(record.get(key), want) for key, want in _HEAP_KEYS)
     if kind != "samples":
         return True
     if not all(key in record for key in _SAMPLE_KEYS):

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TextIO
+
+from leakware.report.heap import build_heap, heap_as_json, write_heap_table
 
 if TYPE_CHECKING:
     from leakware.report.findings import Finding
@@ -15,15 +18,27 @@ __all__ = ["render_json", "render_table"]
 WIDTH = 100
 
 
-def render_json(findings: list[Finding], events: Events, file: TextIO) -> None:
-    """Write ``{"findings": [...], "lines_read": N, "lines_skipped": N, ...}`` and a newline."""
+def render_json(
+    findings: list[Finding],
+    events: Events,
+    file: TextIO,
+    *,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """Write ``{"findings": [...], "lines_read": N, "lines_skipped": N, ...}`` and a newline.
+
+    ``extra`` adds keys after the standard ones, for commands that report more.
+    """
     document: dict[str, Any] = {
         "findings": [finding.as_dict() for finding in findings],
         "lines_read": events.lines_read,
         "lines_skipped": events.lines_skipped,
         "samples": len(events.samples),
         "errors": _errors(events),
+        "heap": heap_as_json(build_heap(events)),
     }
+    if extra:
+        document.update(extra)
     json.dump(document, file, indent=2)
     file.write("\n")
 
@@ -37,6 +52,7 @@ def render_table(findings: list[Finding], events: Events, file: TextIO) -> None:
     )
     if not findings:
         write("No samples found. Is LEAKWARE_LOG_FILE set, and did any request get sampled?\n")
+        write_heap_table(build_heap(events), write)
         return
     header = (
         f"{'#':>2} {'VERDICT':<12} {'CONF':>4} {'METHOD':<6} {'ROUTE':<24} {'EXCEPTION':<18} "
@@ -47,6 +63,7 @@ def render_table(findings: list[Finding], events: Events, file: TextIO) -> None:
         _write_finding(write, index, finding)
     for error in _errors(events):
         write(f"leakware fault: {error['error']} in {error['where']}\n")
+    write_heap_table(build_heap(events), write)
 
 
 def _write_finding(write: Any, index: int, finding: Finding) -> None:
