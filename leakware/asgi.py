@@ -14,9 +14,10 @@ body chunk is sent and background tasks have run.
 
 from __future__ import annotations
 
+from random import random
 from typing import TYPE_CHECKING, Any
 
-from leakware.measure import ACTIVE, ENVIRON_KEY, Core, Outcome
+from leakware.measure import _STATE, ACTIVE, ENVIRON_KEY, Core, Outcome
 from leakware.naming import type_name
 from leakware.settings import Options, Settings
 from leakware.starlette import find_routes, instrument_handlers, route_template
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
     from leakware._compat import Unpack
 
 __all__ = ["LeakwareMiddleware"]
+
+# Bound once, because the unsampled path runs for every request.
+_enter = ACTIVE.append
+_leave = ACTIVE.pop
 
 
 class LeakwareMiddleware:
@@ -46,8 +51,10 @@ class LeakwareMiddleware:
     """
 
     def __init__(self, app: ASGIApp, **options: Unpack[Options]) -> None:
-        self.app = app
+        from leakware.capture import capture_asgi
+
         self.core = Core(Settings.load(options))
+        self.app = capture_asgi(app, self.core)
         self._instrumented = False
         self._instrument()
 
@@ -57,21 +64,25 @@ class LeakwareMiddleware:
             await self.app(scope, receive, send)
             return
 
-        method = scope.get("method", "GET")
-        path = scope.get("path", "")
-        if core.should_sample(method, path):
-            await self._measure(scope, receive, send, method, path)
-            return
+        # Most requests cost one random draw: at or above the cutoff, and with no window open
+        # that they would overlap, they are not sampled.
+        draw = random()
+        if draw < core.sampler.cutoff or _STATE.open is not None:
+            method = scope.get("method", "GET")
+            path = scope.get("path", "")
+            if core.should_sample(method, path, draw):
+                await self._measure(scope, receive, send, method, path)
+                return
 
         scope[ENVIRON_KEY] = core
-        ACTIVE.append(None)
+        _enter(None)
         try:
             await self.app(scope, receive, send)
         except Exception as exc:
-            core.failed(exc, method, path)
+            core.failed(exc, scope.get("method", "GET"), scope.get("path", ""))
             raise
         finally:
-            ACTIVE.pop()
+            _leave()
 
     async def _measure(
         self, scope: Scope, receive: Receive, send: Send, method: str, path: str

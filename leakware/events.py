@@ -19,6 +19,7 @@ __all__ = [
     "LEAK",
     "SAMPLE",
     "SCHEMA_VERSION",
+    "STOP",
     "Emitter",
 ]
 
@@ -30,6 +31,7 @@ LEAK = "leakware.leak"
 VERDICT = "leakware.verdict"
 ERROR = "leakware.error"
 HEAP = "leakware.heap"
+STOP = "leakware.stop"
 
 
 class _FileSink:
@@ -52,7 +54,11 @@ class _FileSink:
     info = warning = error = msg
 
     def close(self) -> None:
-        os.close(self._fd)
+        # -1 makes a late write fail with EBADF instead of landing in whatever file reuses
+        # the descriptor number.
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
 
 
 class _StderrSink:
@@ -100,10 +106,24 @@ class Emitter:
             ],
             wrapper_class=structlog.BoundLogger,
         )
+        #: Set when writing an event raised. A broken sink (full disk, closed stream, broken
+        #: pipe) is not tried again, so every later event is dropped.
+        self.failed = False
+        self._closed = False
 
     def emit(self, event: str, /, **fields: Any) -> None:
-        """Write one event; an ``OSError`` from the sink propagates to the caller's guard."""
-        self._logger.info(event, pid=os.getpid(), **fields)
+        """Write one event; the first exception from the sink propagates to the caller's guard.
+
+        Events emitted after a failure or after `close` are dropped without an error.
+        """
+        if self.failed or self._closed:
+            return
+        try:
+            self._logger.info(event, pid=os.getpid(), **fields)
+        except Exception:
+            self.failed = True
+            raise
 
     def close(self) -> None:
+        self._closed = True
         self._sink.close()

@@ -10,10 +10,12 @@ every request.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Literal
 
 from leakware.events import ERROR, SCHEMA_VERSION
@@ -61,13 +63,17 @@ class Faults:
         with self._lock:
             first_of_part = part not in self.disabled
             self.disabled.add(part)
-            if part == "emit":
-                self.disabled.add("measure")
+            if part == "emit" or self._emitter.failed:
+                # Nothing can be reported any more (the analysis or monitor may be the first
+                # to find the sink broken), so measuring would only cost the app time.
+                self.disabled.update(("emit", "measure"))
             count = self.counts.get(key, 0) + 1
             if key in self.counts or len(self.counts) < _MAX_KINDS:
                 self.counts[key] = count
             else:
+                # Kinds beyond the limit are neither remembered nor reported one by one.
                 self.overflow += 1
+                count = 0
         if count == 1:
             self._report(where=where, error=error, disabled=part if first_of_part else None)
 
@@ -82,18 +88,22 @@ class Faults:
         _write_stderr(ERROR, fields)
 
     def summary_fields(self) -> list[dict[str, object]]:
-        """Return one entry per fault kind seen more than once, for the exit report."""
+        """Return one entry per fault kind with its count, for the exit report."""
         with self._lock:
             return [
                 {"where": where, "error": error, "count": count}
                 for (where, error), count in self.counts.items()
-                if count > 1
             ]
 
 
 def _write_stderr(event: str, fields: dict[str, object]) -> None:
-    # Last resort when the configured sink is what failed: one JSON line on stderr.
-    line = json.dumps({"event": event, "schema": SCHEMA_VERSION, **fields})
+    # Last resort when the configured sink is what failed: one JSON line on stderr, with the
+    # same leading keys as the emitter writes.
+    timestamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    line = json.dumps(
+        {"event": event, "schema": SCHEMA_VERSION, "timestamp": timestamp, "pid": os.getpid(),
+         **fields}
+    )
     try:
         sys.stderr.write(line + "\n")
         sys.stderr.flush()

@@ -17,8 +17,9 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from leakware.engines import Engine, Window, make_engine
-from leakware.events import SAMPLE, Emitter
+from leakware.doctor import monitor_for
+from leakware.engines import Engine, Snapshot, Window, make_engine
+from leakware.events import SAMPLE, STOP, Emitter
 from leakware.faults import Faults
 from leakware.handled import HandledExceptions
 from leakware.naming import type_name
@@ -34,14 +35,6 @@ __all__ = ["ENVIRON_KEY", "Core", "Measurement", "Outcome"]
 #: Key under which the middleware marks a request in the WSGI environ or the ASGI scope. A
 #: second leakware middleware that finds it passes the request straight through.
 ENVIRON_KEY = "leakware.request"
-
-#: Blind-spot codes per engine, documented in the event schema.
-_BLIND_SPOT_CODES = {
-    "young": ["untracked_held_by_older", "other_threads", "older_dicts_tracked"],
-    "tracemalloc": ["other_threads", "older_dicts_tracked"],
-    "guppy": ["unreachable_from_root", "materialised_dicts"],
-}
-
 
 @dataclasses.dataclass(slots=True)
 class Outcome:
@@ -89,6 +82,49 @@ _STATE = _ProcessState()
 _CORES: weakref.WeakSet[Core] = weakref.WeakSet()
 
 
+class _Reaper:
+    """A daemon thread that abandons a window open longer than its ``max_window_seconds``.
+
+    Requests that start during a window also check its deadline, but a long response with no
+    other traffic would keep the heap frozen until the next request without this thread.
+    """
+
+    #: Seconds between two checks.
+    PERIOD = 0.5
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def ensure(self) -> None:
+        """Start the thread in this process if it is not running."""
+        thread = self._thread
+        if thread is not None and self._pid == os.getpid() and thread.is_alive():
+            return
+        self._pid = os.getpid()
+        self._thread = threading.Thread(target=_reap, name="leakware-reaper", daemon=True)
+        self._thread.start()
+
+
+def _reap() -> None:
+    while True:
+        time.sleep(_Reaper.PERIOD)
+        _expire_overdue()
+
+
+def _expire_overdue() -> None:
+    # A function of its own so that no reference to a measurement outlives the check: a local
+    # of the loop would keep the last one alive through the next sleep.
+    measurement = _STATE.open
+    if measurement is None or time.monotonic() <= measurement.deadline:
+        return
+    if measurement.owner is not None:
+        measurement.owner._expire(measurement)
+
+
+_REAPER = _Reaper()
+
+
 def _after_fork_in_child() -> None:
     _STATE.reset()
     for core in list(_CORES):
@@ -109,11 +145,14 @@ class Measurement:
 
     __slots__ = (
         "_done",
+        "abandon",
         "deadline",
         "in_flight",
         "outcome",
+        "owner",
         "rate",
         "started",
+        "thread",
         "threads",
         "transition",
         "window",
@@ -129,6 +168,11 @@ class Measurement:
         self.deadline = time.monotonic() + max_seconds
         self.transition = threading.Lock()
         self._done = False
+        self.thread = threading.get_ident()
+        #: Set by a WSGI adapter once the app returned its response: ends the measurement if
+        #: the response is abandoned without close().
+        self.abandon: Callable[[], None] | None = None
+        self.owner: Core | None = None
 
     def end(self) -> Window | None:
         """Claim the window for closing or aborting; only the first caller gets it."""
@@ -148,15 +192,26 @@ class Core:
         try:
             self.emitter = Emitter(settings.log_file)
         except OSError as exc:
+            # Named both ways: the value may have come from either source.
             msg = (
-                f"LEAKWARE_LOG_FILE={settings.log_file!r} is invalid: cannot open it for "
-                f"appending ({exc.strerror}); expected a writable file path"
+                f"log_file (LEAKWARE_LOG_FILE)={settings.log_file!r} is invalid: cannot open "
+                f"it for appending ({exc.strerror}); expected a writable file path"
             )
             raise SettingsError(msg) from None
         self.faults = Faults(self.emitter)
-        self.engine: Engine = make_engine(
-            settings.engine, top_types=settings.top_types, trace_frames=settings.trace_frames
-        )
+
+        try:
+            self.engine: Engine = make_engine(
+                settings.engine, top_types=settings.top_types, trace_frames=settings.trace_frames
+            )
+        except ImportError as exc:
+            # guppy3 is missing or broken. The app is served unmeasured and the fault is reported
+            # once. The young engine is a placeholder that is never opened, since measuring is off.
+            self.faults.record("engine.load", exc, "measure")
+            self.engine = make_engine(
+                "young", top_types=settings.top_types, trace_frames=settings.trace_frames
+            )
+
         self.sampler = Sampler(
             settings.sample_rate,
             settings.warmup_requests,
@@ -164,10 +219,12 @@ class Core:
             settings.error_boost_requests,
         )
         self.analysis = Analysis(settings, self.emitter, self.faults)
+        self.monitor = monitor_for(settings, self.emitter, self.faults)
         #: Sampled requests passed through unmeasured because another window was open.
         self.busy_skips = 0
         self.samples = 0
-        self._blind_spots = _BLIND_SPOT_CODES.get(self.engine.name, [])
+        self._closed = False
+        self._blind_spots = list(self.engine.blind_spot_codes)
         _CORES.add(self)
         _at_exit(_close_at_exit, weakref.ref(self))
 
@@ -178,16 +235,32 @@ class Core:
 
     # -- the per-request path -------------------------------------------------------------
 
-    def should_sample(self, method: str, path: str) -> bool:
-        """Decide whether to measure this request. Costs well under a microsecond when not."""
+    def should_sample(self, method: str, path: str, draw: float | None = None) -> bool:
+        """Decide whether to measure this request. Costs well under a microsecond when not.
+
+        Adapters skip this call when a window is closed and their draw is at or above
+        ``self.sampler.cutoff``, and pass the draw otherwise (see `Sampler.should_sample`).
+        """
+        if self.monitor is not None and not self.monitor.started:
+            # Here and not in __init__, so that a pre-fork master, which serves no requests,
+            # never runs the monitor thread.
+            self.monitor.start()
         measurement = _STATE.open
         if measurement is not None:
             self._overlapping(measurement)
         if "measure" in self.faults.disabled:
             return False
-        return self.sampler.should_sample(method, path)
+        return self.sampler.should_sample(method, path, draw)
 
     def _overlapping(self, measurement: Measurement) -> None:
+        abandon = measurement.abandon
+        if abandon is not None and measurement.thread == threading.get_ident():
+            # A WSGI server finishes a response before it starts the next request on the same
+            # thread, so the earlier response was abandoned without close(), as test clients
+            # do. Its measurement ends now instead of blocking every later one.
+            with self.faults.guard("engine.abandon", "measure"):
+                abandon()
+            return
         # Another request starts while a window is open: it shares the heap with the window.
         measurement.in_flight += 1
         if time.monotonic() > measurement.deadline:
@@ -196,6 +269,8 @@ class Core:
     def begin(self, outcome: Outcome) -> Measurement | None:
         """Open the process's window for ``outcome``'s request, or return ``None`` when another
         window is open or the engine fails."""
+        # Before the lock and the window: the reaper's thread object must not be counted.
+        _REAPER.ensure()
         if not _STATE.window_lock.acquire(blocking=False):
             self.busy_skips += 1
             return None
@@ -203,6 +278,7 @@ class Core:
         if self.sampler.boosted(outcome.method, outcome.path):
             rate = self.sampler.boost_rate
         measurement = Measurement(outcome, rate, self.settings.max_window_seconds)
+        measurement.owner = self
         handled = _STATE.handled
         with self.faults.guard("engine.open", "measure"):
             handled.start()
@@ -220,7 +296,8 @@ class Core:
         resolve_route: Callable[[Any], str | None],
         route_context: Any,
     ) -> None:
-        """Close the window, name the route and report the sample. Never raises an Exception.
+        """Stop the window, summarise it, name the route and report the sample. Never raises
+        an Exception.
 
         ``transient`` lists the request's own objects (environ or scope, a propagating
         exception): what only they keep alive is not counted. The route is resolved with
@@ -229,42 +306,69 @@ class Core:
         here would be counted as retained.
         """
         outcome = measurement.outcome
-        retained: Retained | None = None
+        snapshot: Snapshot | None = None
         window = measurement.end()
         elapsed = time.perf_counter() - measurement.started
         closing = time.perf_counter()
         try:
             if window is not None:
                 # A plain try rather than the fault guard: the guard's context manager object
-                # would be alive, and counted, when the window closes.
+                # would be alive, and counted, when the window stops.
                 try:
-                    retained = window.close(transient)
+                    snapshot = window.stop()
                 except Exception as exc:
-                    self.faults.record("engine.close", exc, "measure")
+                    self.faults.record("engine.stop", exc, "measure")
         finally:
+            # Threads and requests that start from here on are not the window's: the census
+            # happens, and overlap counting ends, as soon as the window has stopped.
+            threads = {thread.ident for thread in threading.enumerate()} - measurement.threads
             handled = list(_STATE.handled.types)
-            self._release(measurement)
-        cost = time.perf_counter() - closing
-        del transient
-        if outcome.exception is not None or (outcome.status or 0) >= 500:
-            self.sampler.note_failure(outcome.method, outcome.path)
-        if retained is None or retained.expired:
-            return
-        route = outcome.route
-        if route is None and "routes" not in self.faults.disabled:
-            with self.faults.guard("routes.resolve", "routes"):
-                route = resolve_route(route_context)
-        outcome.route = route or normalise_path(outcome.path)
-        retained.threads = len(
-            {thread.ident for thread in threading.enumerate()} - measurement.threads
-        )
-        self._report(measurement, retained, handled, elapsed, cost)
+            # Without the window, another request expired it. That request releases the lock
+            # once its abort is done, and releasing it here too would let a new window open
+            # while the abort still runs.
+            owned = window is not None and self._stop_counting(measurement)
 
-    def _release(self, measurement: Measurement) -> None:
+        # The lock stays held while the summary and the analysis run: what they allocate and
+        # keep (witnesses, statistics) must never land in another request's window.
+        try:
+            retained: Retained | None = None
+            if snapshot is not None:
+                with self.faults.guard("engine.summarise", "measure"):
+                    retained = snapshot.summarise(transient)
+            cost = time.perf_counter() - closing
+            del transient, snapshot
+            if outcome.exception is not None or (outcome.status or 0) >= 500:
+                self.sampler.note_failure(outcome.method, outcome.path)
+            if retained is None or retained.expired:
+                return
+            route = outcome.route
+            if route is None and "routes" not in self.faults.disabled:
+                with self.faults.guard("routes.resolve", "routes"):
+                    route = resolve_route(route_context)
+            outcome.route = route or normalise_path(outcome.path)
+            retained.threads = len(threads)
+            self._report(measurement, retained, handled, elapsed, cost)
+        except Exception as exc:
+            # A malformed summary from an engine, or a bug here, must not reach the request.
+            # Measuring stops, as for any engine fault.
+            self.faults.record("core.finish", exc, "measure")
+        finally:
+            if owned:
+                _STATE.window_lock.release()
+
+    def _stop_counting(self, measurement: Measurement) -> bool:
+        """Mark the window as stopped; return whether this measurement still holds the lock
+        (it does not when another request expired the window)."""
+        if _STATE.open is not measurement:
+            # Expired earlier: the exception recorder may belong to a newer window by now.
+            return False
         with self.faults.guard("engine.release", "measure"):
             _STATE.handled.stop()
-        if _STATE.open is measurement:
-            _STATE.open = None
+        _STATE.open = None
+        return True
+
+    def _release(self, measurement: Measurement) -> None:
+        if self._stop_counting(measurement):
             _STATE.window_lock.release()
 
     def _expire(self, measurement: Measurement) -> None:
@@ -304,7 +408,7 @@ class Core:
             ],
             "referrers": retained.referrers,
             "sites": [dataclasses.asdict(site) for site in retained.sites],
-            "blind_spots": self._blind_spots,
+            "blind_spots": retained.blind_spots or self._blind_spots,
             "in_flight": measurement.in_flight,
             "busy_skips": self.busy_skips,
             "sample_rate": measurement.rate,
@@ -336,15 +440,37 @@ class Core:
 
         An HTTP error below 500 (a 404, a validation error) is the client's, not a failure.
         """
-        code = getattr(exc, "status_code", None) or getattr(exc, "code", None)
+        try:
+            code = getattr(exc, "status_code", None) or getattr(exc, "code", None)
+        except Exception:  # a property of the app's exception failed: there is no code
+            code = None
         if isinstance(code, int) and code < 500:
             return
-        self.sampler.note_failure(method, path)
+        with self.faults.guard("sampling.note_failure", "measure"):
+            self.sampler.note_failure(method, path)
 
     def close(self) -> None:
-        """Run the final analysis and close the log file (at interpreter exit)."""
+        """Run the final analysis, report the totals and close the log file (at interpreter
+        exit). ``leakware.stop`` is the last event a process writes. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        # Requests served after this point (a server still draining) pass through unmeasured.
+        self.faults.disabled.add("measure")
+        measurement = _STATE.open
+        if measurement is not None:
+            # A response nobody closed would hold the window, and the final pass needs it.
+            self._expire(measurement)
         with self.faults.guard("analysis.close", "analysis"):
             self.analysis.close()
+        if "emit" not in self.faults.disabled:
+            with self.faults.guard("events.emit", "emit"):
+                self.emitter.emit(
+                    STOP,
+                    samples=self.samples,
+                    busy_skips=self.busy_skips,
+                    faults=self.faults.summary_fields(),
+                )
         self.emitter.close()
 
 

@@ -29,9 +29,10 @@ _MAX_WORD = 32
 def normalise_path(path: str) -> str:
     """Return ``path`` with every segment that may carry data replaced by a placeholder."""
     segments = path.split("/")
+    names = [_segment(segment) for segment in segments[: _MAX_SEGMENTS + 1]]
     if len(segments) > _MAX_SEGMENTS + 1:
-        segments = [*segments[: _MAX_SEGMENTS + 1], "{more}"]
-    return "/".join(_segment(segment) for segment in segments)
+        names.append("{more}")
+    return "/".join(names)
 
 
 def _segment(segment: str) -> str:

@@ -36,21 +36,38 @@ class Sampler:
         self._seen = itertools.count()
         self._boosts: OrderedDict[str, int] = OrderedDict()
         self._lock = threading.Lock()
+        #: A request whose random draw, uniform in [0, 1), is at or above this value is not
+        #: sampled, so adapters can skip `should_sample` for it. It is the rate once warm-up is
+        #: over and no route is boosted, and 1 before, so that every request gets here.
+        self.cutoff = 1.0
 
     def reset(self) -> None:
         """Start counting warm-up requests again (after ``fork``)."""
         self._seen = itertools.count()
         self._boosts = OrderedDict()
         self._lock = threading.Lock()
+        self.cutoff = 1.0
 
-    def should_sample(self, method: str, path: str) -> bool:
-        """Decide for one request; ``path`` is read only while an error boost is active."""
+    def should_sample(self, method: str, path: str, draw: float | None = None) -> bool:
+        """Decide for one request; ``path`` is read only while an error boost is active.
+
+        ``draw`` is the request's random number when the caller already drew one, uniform in
+        [0, 1) and below `cutoff` unless a window is open.
+        """
+        if draw is None:
+            draw = random.random()
         # next() on itertools.count is atomic under the GIL, unlike `self.n += 1`.
         if next(self._seen) < self.warmup:
             return False
-        if self._boosts and self._boosted(method, path):
-            return random.random() < self.boost_rate
-        return random.random() < self.rate
+        if self._boosts:
+            if self._boosted(method, path):
+                return draw < self.boost_rate
+        elif self.cutoff != self.rate:
+            # Warm-up is over, or the last boost ended.
+            with self._lock:
+                if not self._boosts:
+                    self.cutoff = self.rate
+        return draw < self.rate
 
     def boosted(self, method: str, path: str) -> bool:
         """Return whether requests to this route are currently under an error boost."""
@@ -62,6 +79,7 @@ class Sampler:
             return
         key = _route_key(method, path)
         with self._lock:
+            self.cutoff = 1.0
             self._boosts[key] = self.boost_requests
             self._boosts.move_to_end(key)
             while len(self._boosts) > MAX_BOOSTED_ROUTES:

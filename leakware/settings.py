@@ -79,8 +79,10 @@ class Settings:
     error_boost_requests: int = 20
     #: Distinct (method, route, exception) keys tracked per process; the rest share one bucket.
     max_routes: int = 200
-    #: Minimum seconds between two confirmation passes (a full collection and a liveness check).
-    confirm_interval: float = 10.0
+    #: Minimum seconds between two liveness passes (a full collection and a check of retained
+    #: objects). Passes are also spaced so that they take at most 2 % of the time, so on a large
+    #: heap, where a pass costs more, they run less often than this.
+    confirm_interval: float = 1.0
     #: Compute the chain of referrers that keeps a confirmed leak alive.
     retention_paths: bool = True
     #: Run the background heap monitor.

@@ -14,9 +14,10 @@ streaming response is measured to its end and never buffered.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from random import random
 from typing import TYPE_CHECKING, Any
 
-from leakware.measure import ACTIVE, ENVIRON_KEY, Core, Measurement, Outcome
+from leakware.measure import _STATE, ACTIVE, ENVIRON_KEY, Core, Measurement, Outcome
 from leakware.naming import type_name
 from leakware.routes import UNMATCHED
 from leakware.settings import Options, Settings
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
     from leakware._compat import Unpack
 
 __all__ = ["LeakwareMiddleware"]
+
+# Bound once, because the unsampled path runs for every request.
+_enter = ACTIVE.append
+_leave = ACTIVE.pop
 
 
 class LeakwareMiddleware:
@@ -47,8 +52,10 @@ class LeakwareMiddleware:
     """
 
     def __init__(self, app: WSGIApplication, **options: Unpack[Options]) -> None:
-        self.app = app
+        from leakware.capture import capture_wsgi
+
         self.core = Core(Settings.load(options))
+        self.app = capture_wsgi(app, self.core)
 
     def __call__(
         self, environ: WSGIEnvironment, start_response: StartResponse
@@ -57,20 +64,24 @@ class LeakwareMiddleware:
         if not core.enabled or ENVIRON_KEY in environ:
             return self.app(environ, start_response)
 
-        method = environ.get("REQUEST_METHOD", "GET")
-        path = environ.get("PATH_INFO", "")
-        if core.should_sample(method, path):
-            return self._measure(environ, start_response, method, path)
+        # Most requests cost one random draw: at or above the cutoff, and with no window open
+        # that they would overlap, they are not sampled.
+        draw = random()
+        if draw < core.sampler.cutoff or _STATE.open is not None:
+            method = environ.get("REQUEST_METHOD", "GET")
+            path = environ.get("PATH_INFO", "")
+            if core.should_sample(method, path, draw):
+                return self._measure(environ, start_response, method, path)
 
         environ[ENVIRON_KEY] = core
-        ACTIVE.append(None)
+        _enter(None)
         try:
             return self.app(environ, start_response)
         except Exception as exc:
-            core.failed(exc, method, path)
+            core.failed(exc, environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", ""))
             raise
         finally:
-            ACTIVE.pop()
+            _leave()
 
     def _measure(
         self, environ: WSGIEnvironment, start_response: StartResponse, method: str, path: str
@@ -82,6 +93,7 @@ class LeakwareMiddleware:
         # is counted as retained by the request.
         response = _MeasuredResponse(core, outcome, environ)
         catching_start_response = response.wrap(start_response)
+        abandon = response.abandon
         ACTIVE.append(None)
         measurement = core.begin(outcome)
         if measurement is None:
@@ -108,6 +120,10 @@ class LeakwareMiddleware:
             response.finish([])
             return iterable
         response.iterable = iterable
+        measurement.abandon = abandon
+        if hasattr(type(iterable), "__len__"):
+            # Switching the class allocates nothing inside the window, unlike a new wrapper.
+            response.__class__ = _SizedMeasuredResponse
         return response
 
 
@@ -145,7 +161,8 @@ class _MeasuredResponse(Iterator[bytes]):
         ) -> Any:
             try:
                 outcome.status = int(status[:3])
-            except ValueError:
+            except (TypeError, ValueError):
+                # An invalid status is the server's to reject, in its own start_response.
                 outcome.status = None
             # The server keeps this list until the response is sent; it belongs to the request.
             headers[:] = [response_headers]
@@ -196,6 +213,11 @@ class _MeasuredResponse(Iterator[bytes]):
         finally:
             del close
 
+    def abandon(self) -> None:
+        """End the measurement of a response that will never be closed; the app's iterable,
+        still referenced by whoever abandoned it, counts as transient."""
+        self.finish([self.iterable])
+
     def finish(self, extra_transient: list[object]) -> None:
         """End the measurement; the request's environ and headers count as transient."""
         measurement = self.measurement
@@ -208,6 +230,22 @@ class _MeasuredResponse(Iterator[bytes]):
         self._headers.clear()
         del extra_transient
         self._core.finish(measurement, transient, _route, environ)
+
+
+class _SizedMeasuredResponse(_MeasuredResponse):
+    """A measured response whose app iterable has a length.
+
+    Servers such as wsgiref and waitress call ``len()`` on the response and send a
+    ``Content-Length`` header when it contains a single chunk, so the length must stay visible.
+    """
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        iterable = self.iterable
+        if iterable is None:  # closed
+            return 0
+        return len(iterable)  # type: ignore[arg-type]
 
 
 def _route(environ: WSGIEnvironment) -> str | None:

@@ -1,0 +1,1 @@
+"""Conformance suite: leakware must never change what the host app does."""
