@@ -45,11 +45,12 @@ echo "Sending $requests requests"
 
 echo "Stopping the server"
 kill -INT "$server"
-# leakware writes its final verdicts as the interpreter shuts down. The leaked thread pools then
-# keep the process from exiting (multiprocessing waits for their threads at exit), which is the
-# bug itself, so the server gets a few seconds and is then killed.
-for _ in $(seq 50); do
+# leakware writes its final verdicts and a leakware.stop event as the interpreter shuts down.
+# The leaked thread pools then keep the process from exiting (multiprocessing waits for their
+# threads at exit), which is the bug itself, so the server is killed once leakware is done.
+for _ in $(seq 100); do
     kill -0 "$server" 2>/dev/null || break
+    grep -q '"leakware.stop"' "$log" && break
     sleep 0.2
 done
 kill -9 "$server" 2>/dev/null || true
