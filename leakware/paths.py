@@ -26,13 +26,14 @@ __all__ = ["retention_path"]
 MAX_DEPTH = 64
 #: Seconds a search may take by default; each step is a pass over the heap.
 TIME_BUDGET = 2.0
-#: Objects kept per step of the backward search.
+#: Objects kept per step of the backward search, module dicts aside.
 MAX_FRONTIER = 256
 
 #: Label of the first step when the search ends without reaching a root.
 NO_ROOT = "<no root found>"
 
-# Root kinds, in order of preference when one step of the search reaches several roots.
+# Root kinds, in order of preference when one step of the search reaches several roots that
+# are equally close to the leaked type's package (see `_Search._affinity`).
 _MODULE, _CLASS, _THREAD = 0, 1, 2
 
 
@@ -121,11 +122,13 @@ class _Search:
             child = _first_child(holder, wanted)
             if child is None:
                 continue
+            if len(following) >= MAX_FRONTIER and key not in self.modules:
+                # A full frontier still takes module dicts: they are roots, and which of them
+                # is the best one is decided by `find_root`, not by the order of the heap.
+                continue
             self.parent[key] = child
             self.labels[key] = _label(holder)
             following.append(holder)
-            if len(following) >= MAX_FRONTIER:
-                break
         del referrers
         return following
 
@@ -146,10 +149,10 @@ class _Search:
                 continue
             name = self.modules.get(id(obj))
             if name is not None:
-                found.append(((_MODULE, self._affinity(name, obj)), id(obj), f"module {name}"))
+                found.append(((self._affinity(name, obj), _MODULE), id(obj), f"module {name}"))
             elif isinstance(obj, type) and _defined_at_module_level(obj):
                 module = str(getattr(obj, "__module__", ""))
-                rank = (_CLASS, self._affinity(module, obj))
+                rank = (self._affinity(module, obj), _CLASS)
                 found.append((rank, id(obj), f"class {type_name(obj)}"))
         if found:
             _, root, label = min(found)
@@ -161,18 +164,19 @@ class _Search:
         return self.find_thread_root(previous)
 
     def _affinity(self, module: str, root: object) -> int:
-        """Rank a root 0 when its module is the package of the leaked type or of the object
-        right below the root, so that ``module logging`` wins over another module that happens
-        to keep a logger; 1 otherwise."""
+        """Rank a root 0 when its module's package is the package of the leaked type or of a
+        type on the chain below the root, so that ``class logging.Logger → dict →
+        logging.Manager`` wins over another module that happens to keep a logger; 1 otherwise.
+        """
         package = module.split(".", 1)[0]
-        names = {type(self.target).__module__}
-        child = self.parent.get(id(root))
-        if child is not None:
-            for obj in gc.get_referents(root):
-                if id(obj) == child:
-                    names.add(type(obj).__module__)
-                    break
-        return 0 if any(str(name).split(".", 1)[0] == package for name in names) else 1
+        packages = {str(type(self.target).__module__).split(".", 1)[0]}
+        key = self.parent.get(id(root))
+        while key is not None:
+            label = self.labels.get(key, "")
+            if "." in label and " " not in label:
+                packages.add(label.split(".", 1)[0])
+            key = self.parent.get(key)
+        return 0 if package in packages else 1
 
     def _running_frame(self, frontier: list[object]) -> int | None:
         # A running frame reached as a referrer (Python 3.10 reports frames that way).
