@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import sys
 import warnings
 from collections.abc import Callable, Mapping
@@ -234,8 +235,14 @@ def _text_to_names(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+#: An HTTP header name: a token as RFC 9110 defines it.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
 def _check_names(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str) or not all(isinstance(item, str) and item for item in value):
+    if isinstance(value, str) or not all(
+        isinstance(item, str) and _HEADER_NAME.fullmatch(item) for item in value
+    ):
         raise TypeError(value)
     return tuple(item.lower() for item in value)
 
