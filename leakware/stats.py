@@ -292,14 +292,14 @@ def attribute(keys: Iterable[KeyStats]) -> dict[tuple[str, str, str | None], set
     """Decide which retained types belong to which key.
 
     A window also sees what requests running beside it allocated. A type belongs to a key when
-    the key's solo samples (no other request in flight) show it, or, with too few solo samples,
-    when the key retains at least `OWNERSHIP_RATIO` as much of it per request as the key that
+    most of the key's solo samples (no other request in flight) retain it. Otherwise, where
+    liveness checks confirmed the type, the type belongs to the key when the key retained it
+    for good more often than requests running beside its windows explain (see `_exceeds`):
+    what one key leaks lands now and then in other keys' windows, the more often the more
+    requests share them. Otherwise the solo samples decide, when there are enough of them for
+    the type's absence to mean something, and with too few, the type belongs to the key when
+    the key retains at least `OWNERSHIP_RATIO` as much of it per request as the key that
     retains the most of it.
-
-    Where liveness checks confirmed a type, that decides instead: the type belongs to the key
-    when the key retained it for good more often than requests running beside its windows
-    explain (see `_exceeds`). What one key leaks lands now and then in other keys' windows, the
-    more often the more requests share them.
     """
     keys = list(keys)
     largest: dict[str, float] = {}
@@ -314,6 +314,11 @@ def attribute(keys: Iterable[KeyStats]) -> dict[tuple[str, str, str | None], set
     for stats in keys:
         names: set[str] = set()
         for name, totals in stats.types.items():
+            if stats.solo_samples >= MIN_SAMPLES and totals.solo_present * 2 >= stats.solo_samples:
+                # Retained on most windows that no other request shared: the key's own, even
+                # when the key's leak also lands in other keys' windows and is confirmed there.
+                names.add(name)
+                continue
             if totals.confirmed_samples:
                 others = exposure[name] - totals.exposure
                 # Confirmed retention per request in flight, in the other keys' windows.
@@ -322,10 +327,10 @@ def attribute(keys: Iterable[KeyStats]) -> dict[tuple[str, str, str | None], set
                 if _exceeds(totals.confirmed_samples, totals.observed, expected):
                     names.add(name)
                 continue
-            if stats.solo_samples >= MIN_SAMPLES:
-                if totals.solo_present * 2 >= stats.solo_samples:
-                    names.add(name)
-                elif totals.solo_present and totals.present * 2 < stats.samples:
+            if stats.solo_samples >= MIN_SAMPLES and (
+                totals.solo_present or _solo_absence_telling(stats, totals)
+            ):
+                if totals.solo_present and totals.present * 2 < stats.samples:
                     names.add(name)  # sporadic, e.g. only for new inputs: judged by liveness
                 continue
             rate = totals.objects / max(stats.samples, 1)
@@ -333,6 +338,17 @@ def attribute(keys: Iterable[KeyStats]) -> dict[tuple[str, str, str | None], set
                 names.add(name)
         owned[stats.key] = names
     return owned
+
+
+def _solo_absence_telling(stats: KeyStats, totals: TypeTotals) -> bool:
+    """Return whether the key's solo samples lacking a type says the type is not the key's.
+
+    A type the key retains on only some requests, such as a session made for new users only,
+    is missing from a few solo samples by chance as often as not: at the rate the key's samples
+    show it, all solo samples would miss it with a chance above `SIGNIFICANCE`.
+    """
+    share = totals.present / max(stats.samples, 1)
+    return math.pow(1.0 - share, stats.solo_samples) < SIGNIFICANCE
 
 
 def _exceeds(count: int, trials: int, expected: float) -> bool:
@@ -383,12 +399,17 @@ def type_group(name: str, in_app: Callable[[str], bool] | None = None) -> int:
     if not dot:
         return 3
     top = module.split(".", 1)[0].lstrip("_")
-    if top in _STDLIB:
+    if top in _STDLIB or top in _SERVERS or module.startswith("werkzeug.serving"):
         return 2
     return 0 if in_app is not None and in_app(module) else 1
 
 
 _STDLIB = frozenset(name.lstrip("_") for name in sys.stdlib_module_names)
+#: Servers and protocol libraries whose objects live as long as a client's connection: a window
+#: in which a client connects holds them until the client leaves. Like the standard library's
+#: classes, they leak only when retained on most samples.
+_SERVERS = frozenset({"uvicorn", "h11", "httptools", "gunicorn", "hypercorn", "h2", "wsproto",
+                      "waitress", "granian"})
 #: The `type_group` of standard-library classes; builtins and atoms come after.
 _STDLIB_GROUP = 2
 _OWN_PREFIX = "leakware."

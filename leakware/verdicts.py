@@ -102,10 +102,6 @@ class _Waiting:
     present: frozenset[str]
     #: Other requests in flight during its window.
     in_flight: int
-    #: False for a shared window taken after the key had enough solo samples: its witnesses
-    #: are not checked, but the types it did not retain still count as observed, since the
-    #: requests beside a window can add objects to it but not take the key's away.
-    witnessed: bool = True
 
 
 class Analysis:
@@ -160,10 +156,10 @@ class Analysis:
         with self._lock:
             stats = self._stats_for(sample)
             stats.add(sample, self._in_app)
-            # Objects from a shared window may be another request's; once the key has enough
-            # solo samples, only those are checked for liveness.
-            witnessed = sample.in_flight <= SOLO or stats.solo_samples < MIN_SAMPLES
-            self._accept(stats, sample, witnesses if witnessed else [], witnessed=witnessed)
+            if sample.in_flight <= SOLO or stats.solo_samples < MIN_SAMPLES:
+                # Objects from a shared window may be another request's; once the key has
+                # enough solo samples, only those are checked for liveness.
+                self._accept(stats, sample, witnesses)
             judgement = self._judge(stats)
         self._publish(stats, judgement)
         if self._due():
@@ -182,9 +178,7 @@ class Analysis:
                 self._keys[key] = stats
         return stats
 
-    def _accept(
-        self, stats: KeyStats, sample: Sample, witnesses: list[Witness], *, witnessed: bool
-    ) -> None:
+    def _accept(self, stats: KeyStats, sample: Sample, witnesses: list[Witness]) -> None:
         waiting = self._waiting.setdefault(stats.key, deque())
         pending = self._pending.setdefault(stats.key, [])
         room = MAX_PENDING - sum(1 for item in pending if not item.alive)
@@ -192,7 +186,7 @@ class Analysis:
             return
         chosen = self._choose(stats, witnesses)[: min(room, WITNESSES_PER_SAMPLE)]
         present = frozenset(name for name, _, _ in sample.types)
-        waiting.append(_Waiting(stats.samples, present, sample.in_flight, witnessed))
+        waiting.append(_Waiting(stats.samples, present, sample.in_flight))
         pending.extend(_Pending(stats.key, witness, stats.samples) for witness in chosen)
 
     def _choose(self, stats: KeyStats, witnesses: list[Witness]) -> list[Witness]:
@@ -200,8 +194,9 @@ class Analysis:
 
         The app's own classes come first, then the types this key retains on most of its
         samples (what it leaks) before the ones it retains now and then (what requests beside
-        it left in its window), then the rest as `rank_types` orders them; one witness per type
-        before any type's second.
+        it left in its window), then the rest as `rank_types` orders them. Each type gets one
+        witness before any type gets a second, except that the app's classes get their second
+        before other types get their first.
         """
         ranked = rank_types({witness.type for witness in witnesses}, stats, self._in_app)
         position = {name: index for index, name in enumerate(ranked)}
@@ -216,7 +211,10 @@ class Analysis:
         for index, witness in enumerate(witnesses):
             repeat = seen[witness.type] = seen.get(witness.type, -1) + 1
             group = type_group(witness.type, self._in_app)
-            order.append((repeat, group, presence(witness.type), position[witness.type] * 64
+            # The app's classes get their second witness before other types get their first:
+            # in a shared window, one witness of the leaked class may be another request's.
+            turn = repeat if group == 0 else repeat + 1
+            order.append((turn, group, presence(witness.type), position[witness.type] * 64
                           + index, witness))
         order.sort(key=lambda entry: entry[:4])
         return [entry[-1] for entry in order]
@@ -374,8 +372,6 @@ class Analysis:
             stats.checked += 1
             witnessed = {item.witness.type for item in items if item.taken_at == sample}
             for name, totals in stats.types.items():
-                if name in waiting.present and not waiting.witnessed:
-                    continue
                 if name in waiting.present:
                     totals.checked_present += 1
                     if name not in witnessed:
