@@ -308,7 +308,7 @@ def pick_witnesses(objects: Iterable[object], stats: list[TypeStat]) -> list[Wit
     second one of each leading type.
 
     A leading type's two witnesses are its first and its last object in ``objects``, which
-    lists objects in the order they were created: when a request ran beside the window, its
+    lists objects in the order they were created. When a request ran beside the window, its
     objects of the type sit together at one end, so one of the two is likely the sampled
     request's own.
     """

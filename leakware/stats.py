@@ -328,7 +328,7 @@ def attribute(keys: Iterable[KeyStats]) -> dict[tuple[str, str, str | None], set
                     names.add(name)
                 continue
             if stats.solo_samples >= MIN_SAMPLES and (
-                totals.solo_present or _solo_absence_telling(stats, totals)
+                totals.solo_present or _absent_from_solo_significant(stats, totals)
             ):
                 if totals.solo_present and totals.present * 2 < stats.samples:
                     names.add(name)  # sporadic, e.g. only for new inputs: judged by liveness
@@ -340,8 +340,9 @@ def attribute(keys: Iterable[KeyStats]) -> dict[tuple[str, str, str | None], set
     return owned
 
 
-def _solo_absence_telling(stats: KeyStats, totals: TypeTotals) -> bool:
-    """Return whether the key's solo samples lacking a type says the type is not the key's.
+def _absent_from_solo_significant(stats: KeyStats, totals: TypeTotals) -> bool:
+    """Return whether the type's absence from all of the key's solo samples is significant,
+    so that the type is not the key's.
 
     A type the key retains on only some requests, such as a session made for new users only,
     is missing from a few solo samples by chance as often as not: at the rate the key's samples

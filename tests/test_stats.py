@@ -249,6 +249,51 @@ class TestAttribute:
         assert APP in owned[owner.key]
         assert APP not in owned[bystander.key]
 
+    def test_solo_majority_beats_confirmations(self) -> None:
+        """A type retained on most solo samples is the key's own, even when the key's
+        confirmations are no more than what shared windows elsewhere explain."""
+        owner = _key("/baskets/{id}")
+        neighbours = [_key(route) for route in ("/a", "/b")]
+        for _ in range(3):
+            _checked(owner, {APP: True})
+        for _ in range(3):
+            _checked(owner, {APP: False}, in_flight=5)
+        for neighbour in neighbours:
+            for _ in range(6):
+                _checked(neighbour, {APP: True}, in_flight=1)
+
+        owned = attribute([owner, *neighbours])
+
+        assert APP in owned[owner.key]
+
+    def test_sporadic_type_missing_from_few_solo(self) -> None:
+        """A type retained on half the samples and missing from three solo samples by chance
+        still belongs to the key that retains most of it."""
+        owner = _key("/users/{id}")
+        bystander = _key("/health")
+        for _ in range(3):
+            owner.add(_sample([]))
+        for index in range(6):
+            owner.add(_sample([(APP, 1)], in_flight=4))
+            bystander.add(_sample([(APP, 1)] if index % 3 == 0 else [], in_flight=4))
+
+        owned = attribute([owner, bystander])
+
+        assert APP in owned[owner.key]
+
+    def test_absence_from_many_solo_decides(self) -> None:
+        """A type that a key's many solo samples never show is not the key's, however much of
+        it the key's shared windows hold."""
+        bystander = _key("/health")
+        for _ in range(12):
+            bystander.add(_sample([]))
+        for _ in range(12):
+            bystander.add(_sample([(APP, 5)], in_flight=4))
+
+        owned = attribute([bystander])
+
+        assert APP not in owned[bystander.key]
+
 
 class TestKeyStats:
     def test_type_capacity_keeps_app_classes(self) -> None:
