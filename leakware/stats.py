@@ -461,9 +461,9 @@ def judge(
     # no witness can follow such objects, and the young engine does not see them at all.
     if not judged:
         return Judgement("clean", _saturate(stats.samples), (), "nothing retained")
-    significant = _significant(stats, judged)
+    significant = _significant(stats, judged, in_app)
     freed = tuple(name for name in judged if states[name] in {_EVICTING, _TRANSIENT})
-    atoms = tuple(name for name in names if is_atom(name))
+    atoms = tuple(name for name in names if is_atom(name) and not name.startswith(_OWN_PREFIX))
 
     leaking = [name for name in judged if states[name] == _LEAKING]
     if leaking:
@@ -580,14 +580,18 @@ def _log_comb(n: int, k: int) -> float:
     return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
 
 
-def _significant(stats: KeyStats, names: list[str]) -> set[str]:
-    """Return the types that decide an unconfirmed or warming verdict: the three that retained
-    the most objects and any other with a tenth of the retained objects. A few stray objects
-    that no check has reached yet do not hold a verdict back."""
+def _significant(
+    stats: KeyStats, names: list[str], in_app: Callable[[str], bool] | None = None
+) -> set[str]:
+    """Return the types that decide an unconfirmed or warming verdict: the app's own classes,
+    the three types that retained the most objects, and any other with a tenth of the retained
+    objects. A few stray objects that no check has reached yet do not hold a verdict back, but
+    one object of the app's class per request is what many leaks look like."""
     by_objects = sorted(names, key=lambda name: stats.types[name].objects, reverse=True)
     total = sum(stats.types[name].objects for name in names)
     return set(by_objects[:3]) | {
-        name for name in names if stats.types[name].objects * 10 >= total
+        name for name in names
+        if stats.types[name].objects * 10 >= total or type_group(name, in_app) == 0
     }
 
 
