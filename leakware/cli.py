@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from leakware.settings import ENGINES
+from leakware.settings import AVAILABLE_ENGINES
 
 __all__ = ["main"]
 
@@ -88,7 +88,10 @@ def _parser() -> argparse.ArgumentParser:
         "--format", choices=("table", "json"), default="table", help="output format"
     )
     replay.add_argument(
-        "--engine", choices=ENGINES, default="young", help="snapshot engine (default: young)"
+        "--engine",
+        choices=AVAILABLE_ENGINES,
+        default="young",
+        help="snapshot engine (default: young)",
     )
     replay.set_defaults(run=_run_replay)
     return parser

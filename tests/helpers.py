@@ -15,7 +15,16 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from leakware.settings import GUPPY_UNSAFE
+
 ROOT = Path(__file__).resolve().parent.parent
+
+#: Marks a test that runs the guppy engine, which leakware refuses where guppy3 can hang.
+GUPPY_SAFE = pytest.mark.skipif(
+    GUPPY_UNSAFE, reason="leakware refuses the guppy engine on CPython 3.12.0 and 3.12.1"
+)
 
 
 def read_events(path: Path, event: str | None = None) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from helpers import GUPPY_SAFE
 
 from leakware.engines import ENGINE_NAMES, make_engine
 from leakware.engines.guppy import GuppyEngine
@@ -81,7 +82,11 @@ def leak_exc_info() -> None:
 
 @pytest.mark.parametrize(
     ("name", "cls"),
-    [("young", YoungEngine), ("guppy", GuppyEngine), ("tracemalloc", TraceEngine)],
+    [
+        ("young", YoungEngine),
+        pytest.param("guppy", GuppyEngine, marks=GUPPY_SAFE),
+        ("tracemalloc", TraceEngine),
+    ],
 )
 def test_make_engine_by_name(name: str, cls: type) -> None:
     """Each accepted name selects its engine, which states its blind spots in words and codes."""
@@ -239,6 +244,7 @@ def test_young_witnesses_are_weak() -> None:
 # -- guppy engine ---------------------------------------------------------------------------
 
 
+@GUPPY_SAFE
 def test_guppy_sees_strings() -> None:
     retained = measure(GuppyEngine(top_types=5), lambda: leak_strings(300))
 
@@ -247,6 +253,7 @@ def test_guppy_sees_strings() -> None:
     assert "unreachable_from_root" in retained.blind_spots
 
 
+@GUPPY_SAFE
 def test_guppy_leaves_gc_state(app_froze: bool) -> None:
     frozen = gc.get_freeze_count()
 
@@ -257,6 +264,7 @@ def test_guppy_leaves_gc_state(app_froze: bool) -> None:
     assert gc.isenabled()
 
 
+@GUPPY_SAFE
 def test_guppy_own_objects_not_counted() -> None:
     """guppy's frames and the window's own block count are not the request's."""
     engine = GuppyEngine(top_types=5)
@@ -272,7 +280,9 @@ def test_guppy_own_objects_not_counted() -> None:
 # -- tracemalloc engine ---------------------------------------------------------------------
 
 
-@pytest.fixture(params=[False, True], ids=["without guppy", "guppy loaded"])
+@pytest.fixture(
+    params=[False, pytest.param(True, marks=GUPPY_SAFE)], ids=["without guppy", "guppy loaded"]
+)
 def guppy_loaded(request: pytest.FixtureRequest) -> bool:
     """With guppy3 loaded and used once, its collection hooks are active in the process."""
     if request.param:

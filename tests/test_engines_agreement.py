@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 from flask import Flask, jsonify
-from helpers import read_events
+from helpers import GUPPY_SAFE, read_events
 from werkzeug.test import Client
 
 from examples.fleet import NoRouteError, plan_routes
@@ -36,6 +36,9 @@ from leakware.engines.young import YoungEngine
 from leakware.flask import init_app
 from leakware.naming import type_name
 from leakware.wsgi import LeakwareMiddleware
+
+# Every test here compares the young engine with the guppy engine.
+pytestmark = GUPPY_SAFE
 
 #: Types the young engine sees only when a retained container is their only holder.
 ATOMS = frozenset({"str", "int", "float", "bytes", "bool", "complex"})

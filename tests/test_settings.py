@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from leakware.settings import FIELDS, Settings, SettingsError
+from leakware.settings import FIELDS, GUPPY_UNSAFE, Settings, SettingsError
 from leakware.wsgi import LeakwareMiddleware
 
 
@@ -28,7 +28,7 @@ def test_settings_environment_parsed() -> None:
             "LEAKWARE_ENABLED": "off",
             "LEAKWARE_SAMPLE_RATE": " 0.25 ",
             "LEAKWARE_WARMUP_REQUESTS": "0",
-            "LEAKWARE_ENGINE": "guppy",
+            "LEAKWARE_ENGINE": "tracemalloc",
             "LEAKWARE_LOG_FILE": "/tmp/events.jsonl",
             "LEAKWARE_CAPTURE_KEEP_HEADERS": "Authorization, X-Api-Key",
             "LEAKWARE_MONITOR": "YES",
@@ -38,7 +38,7 @@ def test_settings_environment_parsed() -> None:
     assert settings.enabled is False
     assert settings.sample_rate == 0.25
     assert settings.warmup_requests == 0
-    assert settings.engine == "guppy"
+    assert settings.engine == "tracemalloc"
     assert settings.log_file == "/tmp/events.jsonl"
     assert settings.capture_keep_headers == ("authorization", "x-api-key")
     assert settings.monitor is True
@@ -133,3 +133,19 @@ def test_middleware_reads_environment(monkeypatch: pytest.MonkeyPatch, log_file:
 
 def _app(environ: object, start_response: object) -> list[bytes]:
     return [b""]
+
+
+@pytest.mark.skipif(not GUPPY_UNSAFE, reason="guppy is accepted on this CPython")
+def test_settings_guppy_refused_where_unsafe() -> None:
+    """Where guppy3 can hang the interpreter, the guppy engine is refused at start-up with a
+    message that says why."""
+    with pytest.raises(SettingsError, match=r"guppy is unavailable on CPython 3\.12"):
+        Settings.load({}, environ={"LEAKWARE_ENGINE": "guppy"})
+
+
+@pytest.mark.skipif(GUPPY_UNSAFE, reason="guppy is refused on this CPython")
+def test_settings_guppy_accepted() -> None:
+    """Elsewhere the guppy engine is accepted."""
+    settings = Settings.load({"engine": "guppy"}, environ={})
+
+    assert settings.engine == "guppy"

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Match, Route
 
-from conformance.harness import FaultyEngine, call_asgi, call_wsgi, http_scope
+from conformance.harness import GUPPY_SAFE, FaultyEngine, call_asgi, call_wsgi, http_scope
 from leakware.asgi import LeakwareMiddleware as AsgiMiddleware
 from leakware.events import Emitter
 from leakware.faults import _MAX_KINDS as MAX_KINDS
@@ -175,6 +175,7 @@ def test_unwritable_descriptor_reported_once(
     assert log_file.read_text() == ""
 
 
+@GUPPY_SAFE
 @pytest.mark.parametrize("adapter", ["wsgi", "asgi"])
 def test_guppy_unimportable(
     adapter: str, measured: dict[str, Any], log_file: Path, monkeypatch: pytest.MonkeyPatch
