@@ -176,3 +176,21 @@ def test_report_empty_log(tmp_path: Path) -> None:
 
     assert document["findings"] == []
     assert document["lines_read"] == 0
+
+
+def test_report_path_matches_leading_type(events_file: Path, tmp_path: Path) -> None:
+    """When a key has leak events for two types, the finding's retention path is the one for
+    the type its verdict leads with, even if the other event came later."""
+    records = [json.loads(line) for line in events_file.read_text().splitlines()]
+    leak = next(r for r in records if r["event"] == "leakware.leak")
+    other = {**leak, "type": "werkzeug.wrappers.request.Request",
+             "retention_path": ["module shop", "dict", "werkzeug.wrappers.request.Request"],
+             "signature": "0" * 16, "timestamp": "9999-01-01T00:00:00Z"}
+    log = tmp_path / "two-leaks.jsonl"
+    log.write_text(events_file.read_text() + json.dumps(other) + "\n")
+
+    document = json.loads(_report("--format", "json", str(log))[1])
+    finding = next(f for f in document["findings"] if f["route"] == leak["route"])
+
+    assert finding["retention_path"] == leak["retention_path"]
+    assert finding["signature"] == leak["signature"]

@@ -135,28 +135,38 @@ def _process_verdicts(events: Events) -> dict[Key, dict[str, Any]]:
     A process's verdict on a key can change as samples come in (a cache can look like a leak
     until it stops growing), so each process's latest verdict counts: the event backed by the
     most samples, the later one on a tie. Across processes a leak wins; otherwise the process
-    with the most samples decides. The retention path and signature come from the leak event.
+    with the most samples decides. The retention path and signature come from the leak event
+    for the verdict's leading type, or from the key's weightiest leak event when that type has
+    none.
     """
     latest: dict[tuple[Key, Any], dict[str, Any]] = {}
-    for record in [*events.verdicts, *events.leaks]:
+    for records in (events.verdicts, events.leaks):
+        # A leak event stands in for a verdict only where the process wrote no verdict event.
+        known = set(latest)
+        for record in records:
+            key = _key(record)
+            if key is None or (key, record.get("pid")) in known:
+                continue
+            current = latest.get((key, record.get("pid")))
+            if current is None or _weight(record) >= _weight(current):
+                latest[(key, record.get("pid"))] = record
+    # Per key and leaked type: a key's leading type can change after its first leak event, as
+    # when a stored traceback keeps both the app's object and the framework's request context.
+    leak_details: dict[tuple[Key, Any], dict[str, Any]] = {}
+    for record in events.leaks:
         key = _key(record)
         if key is None:
             continue
-        current = latest.get((key, record.get("pid")))
-        if current is None or _weight(record) >= _weight(current):
-            latest[(key, record.get("pid"))] = record
-    leak_details: dict[Key, dict[str, Any]] = {}
-    for record in events.leaks:
-        key = _key(record)
-        if key is not None and _weight(record) >= _weight(leak_details.get(key, {})):
-            leak_details[key] = record
+        for slot in ((key, record.get("type")), (key, None)):
+            if _weight(record) >= _weight(leak_details.get(slot, {})):
+                leak_details[slot] = record
     chosen: dict[Key, dict[str, Any]] = {}
     for (key, _), record in latest.items():
         current = chosen.get(key)
         if current is None or _rank_process(record) > _rank_process(current):
             chosen[key] = record
     for key, record in chosen.items():
-        details = leak_details.get(key)
+        details = leak_details.get((key, record.get("type"))) or leak_details.get((key, None))
         if record.get("verdict") == "leak" and details is not None:
             chosen[key] = {**record, "retention_path": details.get("retention_path"),
                            "signature": details.get("signature")}
