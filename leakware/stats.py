@@ -326,6 +326,13 @@ def attribute(keys: Iterable[KeyStats]) -> dict[tuple[str, str, str | None], set
                 expected = rate * totals.exposure
                 if _exceeds(totals.confirmed_samples, totals.observed, expected):
                     names.add(name)
+                elif (
+                    MIN_CONFIRMED <= totals.confirmed_samples == totals.observed
+                    and totals.objects / max(stats.samples, 1) >= largest[name]
+                ):
+                    # Too few samples for the test above, but every checked sample kept the
+                    # type alive and no key retains more of it per request: the key's own.
+                    names.add(name)
                 continue
             if stats.solo_samples >= MIN_SAMPLES and (
                 totals.solo_present or _absent_from_solo_significant(stats, totals)

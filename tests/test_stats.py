@@ -53,6 +53,17 @@ def _checked(
         stats.types[name].record_check(stats.samples, alive=int(found), freed=int(not found))
 
 
+def _settle(stats: KeyStats, *, alive: bool, in_flight: int) -> None:
+    """Check the latest sample's witness of `APP`, found ``alive`` or absent."""
+    totals = stats.types.get(APP)
+    if totals is None:
+        return
+    totals.observed += 1
+    totals.exposure += in_flight
+    if alive:
+        totals.record_check(stats.samples, alive=1, freed=0)
+
+
 def _key(route: str = "/baskets/{id}") -> KeyStats:
     return KeyStats("GET", route, None)
 
@@ -265,6 +276,23 @@ class TestAttribute:
         owned = attribute([owner, *neighbours])
 
         assert APP in owned[owner.key]
+
+    def test_few_always_confirmed_owned(self) -> None:
+        """With too few samples for the significance test, a key whose every checked sample
+        kept the type alive, and that retains the most of it per request, owns it."""
+        owner = _key("/baskets/{id}")
+        neighbour = _key("/health")
+        for _ in range(3):
+            owner.add(_sample([(APP, 300)], in_flight=6))
+            _settle(owner, alive=True, in_flight=6)
+        for step in "110110":
+            neighbour.add(_sample([(APP, 100)] if step == "1" else [], in_flight=6))
+            _settle(neighbour, alive=step == "1", in_flight=6)
+
+        owned = attribute([owner, neighbour])
+
+        assert APP in owned[owner.key]
+        assert APP not in owned[neighbour.key]
 
     def test_sporadic_type_missing_from_few_solo(self) -> None:
         """A type retained on half the samples and missing from three solo samples by chance
