@@ -237,5 +237,10 @@ def test_expired_window_locked_until_aborted(measured: dict[str, Any], log_file:
     expiring.join(timeout=10)
     stalled_thread.finish()
 
+    routes = [sample["route"] for sample in read_events(log_file, "leakware.sample")]
     assert locked_while_aborting
-    assert [sample["route"] for sample in read_events(log_file, "leakware.sample")] == ["/next"]
+    # The stalled window was aborted, so it writes no sample. Whether "/next" is measured
+    # depends on who aborted the window first: "/next" itself, or the reaper thread, in which
+    # case "/next" found the window still locked and passed through unmeasured.
+    assert "/stalled" not in routes
+    assert routes in ([], ["/next"])
