@@ -181,14 +181,20 @@ def _read_json_lines(path: str, text: str) -> Traffic:
     return traffic
 
 
+def _text_field(record: dict[str, Any], name: str) -> str:
+    """Return the non-empty string ``record[name]``; the ``ValueError`` names what is wrong."""
+    value = record.get(name)
+    if value is None:
+        raise ValueError(f'missing "{name}"')
+    if not isinstance(value, str) or not value:
+        raise ValueError(f'"{name}" must be a non-empty string')
+    return value
+
+
 def _request_from_line(record: dict[str, Any]) -> ReplayRequest:
     """Build a request from one JSON line; the ``ValueError`` names what is missing or invalid."""
     method = _method(record.get("method"))
-    target = record.get("path")
-    if target is None:
-        raise ValueError('missing "path"')
-    if not isinstance(target, str) or not target:
-        raise ValueError('"path" must be a non-empty string')
+    target = _text_field(record, "path")
     if target.startswith(("http://", "https://")):
         parts = urlsplit(target)
         path, query_in_path, host = parts.path or "/", parts.query, parts.netloc
@@ -287,11 +293,7 @@ def _read_har(path: str, document: dict[str, Any]) -> Traffic:
 
 def _request_from_har(request: dict[str, Any]) -> ReplayRequest:
     method = _method(request.get("method"))
-    url = request.get("url")
-    if url is None:
-        raise ValueError('missing "url"')
-    if not isinstance(url, str) or not url:
-        raise ValueError('"url" must be a non-empty string')
+    url = _text_field(request, "url")
     parts = urlsplit(url)
     query = parts.query
     if not query and isinstance(request.get("queryString"), list):

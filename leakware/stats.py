@@ -128,7 +128,7 @@ class TypeTotals:
     recent: deque[bool] = dataclasses.field(default_factory=lambda: deque(maxlen=RECENT))
     #: Checked samples (see `KeyStats.checked`) that retained the type.
     checked_present: int = 0
-    #: Checked samples that told whether the type was retained for good: those that did not
+    #: Checked samples that showed whether the type was retained for good: those that did not
     #: retain it, and those with a witness of it. The clock of `first_confirmed` and
     #: `last_confirmed`.
     observed: int = 0

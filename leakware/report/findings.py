@@ -141,7 +141,7 @@ def _process_verdicts(events: Events) -> dict[Key, dict[str, Any]]:
     """
     latest: dict[tuple[Key, Any], dict[str, Any]] = {}
     for records in (events.verdicts, events.leaks):
-        # A leak event stands in for a verdict only where the process wrote no verdict event.
+        # A leak event replaces a verdict only where the process wrote no verdict event.
         known = set(latest)
         for record in records:
             key = _key(record)
